@@ -1,0 +1,72 @@
+package v1alpha1
+
+// Condition types. Ready follows the kstatus convention for WebhookEndpoint; Delivered is what
+// `kubectl wait --for=condition=Delivered documentevent/NAME` waits on.
+const (
+	// ReadyCondition reports whether a WebhookEndpoint can receive deliveries now.
+	ReadyCondition string = "Ready"
+
+	// DeliveredCondition reports whether a DocumentEvent reached every one of its target endpoints.
+	DeliveredCondition string = "Delivered"
+)
+
+// Reasons of the Ready condition of a WebhookEndpoint.
+const (
+	// ReadyReason means the URL is valid and the signing secret, if any, resolves.
+	ReadyReason string = "Ready"
+
+	// SecretNotFoundReason means spec.secretRef names a Secret that does not exist in the endpoint's
+	// namespace. Deliveries wait; they are never sent unsigned.
+	SecretNotFoundReason string = "SecretNotFound"
+
+	// SecretKeyMissingReason means the referenced Secret exists but has no (or an empty) value at the key.
+	SecretKeyMissingReason string = "SecretKeyMissing"
+
+	// InvalidURLReason means spec.url passed admission but cannot be used (for example, an unparsable host).
+	InvalidURLReason string = "InvalidURL"
+
+	// SuspendedReason means spec.suspend is true; deliveries wait until it is cleared.
+	SuspendedReason string = "Suspended"
+)
+
+// Reasons of the Delivered condition of a DocumentEvent.
+const (
+	// NoEndpointsReason means no WebhookEndpoint in the namespace matches the event yet. The event waits
+	// and goes to the first matching endpoints that appear.
+	NoEndpointsReason string = "NoEndpoints"
+
+	// DeliveringReason means at least one delivery is still pending or waiting for a retry.
+	DeliveringReason string = "Delivering"
+
+	// DeliverySucceededReason means every target endpoint answered with a 2xx status.
+	DeliverySucceededReason string = "DeliverySucceeded"
+
+	// DeliveryFailedReason means every delivery has finished and at least one of them failed.
+	DeliveryFailedReason string = "DeliveryFailed"
+
+	// InvalidSelectorReason means spec.endpointSelector cannot be parsed. The spec is immutable, so the
+	// event fails without a retry.
+	InvalidSelectorReason string = "InvalidSelector"
+
+	// InvalidPayloadReason means the spec cannot be encoded as a webhook payload (for example, a value
+	// that is not valid JSON). The event fails without a retry.
+	InvalidPayloadReason string = "InvalidPayload"
+)
+
+// Reasons recorded on a single delivery (status.deliveries[].reason).
+const (
+	// AttemptFailedReason means the last attempt failed and another one is scheduled.
+	AttemptFailedReason string = "AttemptFailed"
+
+	// AttemptsExhaustedReason means spec.retry.maxAttempts attempts failed.
+	AttemptsExhaustedReason string = "AttemptsExhausted"
+
+	// EndpointDeletedReason means the target endpoint was deleted before the delivery succeeded.
+	EndpointDeletedReason string = "EndpointDeleted"
+
+	// EndpointNotReadyReason means the delivery waits for its endpoint (missing secret, suspended, ...).
+	EndpointNotReadyReason string = "EndpointNotReady"
+)
+
+// DefaultSigningSecretKey is the Secret key read when spec.secretRef.key is empty.
+const DefaultSigningSecretKey = "signingSecret"

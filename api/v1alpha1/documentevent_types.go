@@ -1,0 +1,313 @@
+package v1alpha1
+
+import (
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// DocumentEventSpec is the content of one document webhook. It maps one to one onto the JSON payload
+// that receivers get, and it cannot change once created: redelivery is a separate, explicit act.
+type DocumentEventSpec struct {
+	// Event is the event type sent as the payload's "event" field.
+	// +optional
+	// +kubebuilder:default="document.ready"
+	Event EventType `json:"event,omitempty"`
+
+	// DocumentID identifies the document; it is sent as "documentId".
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	DocumentID string `json:"documentId"`
+
+	// DocumentStatus is sent as the payload's "status" object.
+	// +optional
+	DocumentStatus DocumentStatus `json:"documentStatus,omitempty"`
+
+	// Document is the document summary. When absent the payload carries "document": null.
+	// +optional
+	Document *DocumentSummary `json:"document,omitempty"`
+
+	// Extraction holds the extracted data. When absent the payload carries "extraction": null.
+	// +optional
+	Extraction *Extraction `json:"extraction,omitempty"`
+
+	// EndpointSelector selects the WebhookEndpoints, in the event's namespace, that receive this event.
+	// Unset means every endpoint of the namespace (subject to each endpoint's own filters).
+	// +optional
+	EndpointSelector *metav1.LabelSelector `json:"endpointSelector,omitempty"`
+}
+
+// DocumentStatus is the processing status of the document.
+type DocumentStatus struct {
+	// ExtractionStatus is the extraction state of the document.
+	// +optional
+	// +kubebuilder:default=INDEXED
+	// +kubebuilder:validation:MaxLength=64
+	ExtractionStatus string `json:"extractionStatus,omitempty"`
+
+	// DocType is the document type name (for example INVOICE, RECEIPT, BANK_STATEMENT). Null when unknown.
+	// +optional
+	// +nullable
+	// +kubebuilder:validation:MaxLength=128
+	DocType *string `json:"docType,omitempty"`
+
+	// CreatedAt is when the document was created, RFC 3339. Defaults to the event's creationTimestamp.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$') && timestamp(self) == timestamp(self)",message="createdAt must be an RFC 3339 timestamp such as 2024-01-15T10:30:00Z"
+	CreatedAt string `json:"createdAt,omitempty"`
+
+	// UpdatedAt is when the document was last updated, RFC 3339. Defaults to the event's creationTimestamp.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$') && timestamp(self) == timestamp(self)",message="updatedAt must be an RFC 3339 timestamp such as 2024-01-15T10:30:00Z"
+	UpdatedAt string `json:"updatedAt,omitempty"`
+
+	// ExtractionErrors lists the extraction errors. Absent or null is sent as null.
+	// +optional
+	// +nullable
+	// +kubebuilder:validation:MaxItems=1000
+	ExtractionErrors []apiextensionsv1.JSON `json:"extractionErrors,omitempty"`
+}
+
+// Decimal is a decimal number kept as its exact text, so that 1234.56 reaches the receiver as the JSON
+// number 1234.56 with no binary floating point in between. Write it quoted in YAML: totalAmount: "1234.56".
+// +kubebuilder:validation:Pattern=`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$`
+// +kubebuilder:validation:MaxLength=64
+type Decimal string
+
+// DocumentSummary is the document summary information.
+type DocumentSummary struct {
+	// Description is the document description or title.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Description string `json:"description,omitempty"`
+
+	// TotalAmount is the total amount extracted from the document, as a decimal string; it is sent as a
+	// JSON number with every digit preserved.
+	// +optional
+	TotalAmount *Decimal `json:"totalAmount,omitempty"`
+
+	// DocumentDate is the document date, YYYY-MM-DD.
+	// +optional
+	// +kubebuilder:validation:MaxLength=10
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}$') && timestamp(self + 'T00:00:00Z') == timestamp(self + 'T00:00:00Z')",message="documentDate must be a calendar date in YYYY-MM-DD format"
+	DocumentDate string `json:"documentDate,omitempty"`
+}
+
+// Extraction holds the data extracted from the document.
+type Extraction struct {
+	// Fields holds the header fields extracted from the document, as a free-form JSON object.
+	// +optional
+	// +nullable
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:pruning:PreserveUnknownFields
+	Fields *apiextensionsv1.JSON `json:"fields,omitempty"`
+
+	// Tables holds the line items and tables, as a free-form JSON object; tables.items is the line-item array.
+	// +optional
+	// +nullable
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:pruning:PreserveUnknownFields
+	Tables *apiextensionsv1.JSON `json:"tables,omitempty"`
+}
+
+// DocumentEventPhase summarizes the deliveries of an event.
+// +kubebuilder:validation:Enum=Pending;Delivering;Delivered;Failed
+type DocumentEventPhase string
+
+// Phases of a DocumentEvent.
+const (
+	// DocumentEventPending means no attempt was made yet (for example, no endpoint matches yet).
+	DocumentEventPending DocumentEventPhase = "Pending"
+	// DocumentEventDelivering means at least one delivery is in progress or waiting for a retry.
+	DocumentEventDelivering DocumentEventPhase = "Delivering"
+	// DocumentEventDelivered means every target endpoint received the event.
+	DocumentEventDelivered DocumentEventPhase = "Delivered"
+	// DocumentEventFailed means every delivery finished and at least one failed.
+	DocumentEventFailed DocumentEventPhase = "Failed"
+)
+
+// DeliveryPhase is the state of the delivery of one event to one endpoint.
+// +kubebuilder:validation:Enum=Pending;Retrying;Delivered;Failed
+type DeliveryPhase string
+
+// Phases of a single delivery.
+const (
+	// DeliveryPending means no attempt was made yet.
+	DeliveryPending DeliveryPhase = "Pending"
+	// DeliveryRetrying means an attempt failed and another one is scheduled at nextAttemptTime.
+	DeliveryRetrying DeliveryPhase = "Retrying"
+	// DeliveryDelivered means the endpoint answered with a 2xx status.
+	DeliveryDelivered DeliveryPhase = "Delivered"
+	// DeliveryFailed means the delivery gave up (attempts exhausted or endpoint deleted).
+	DeliveryFailed DeliveryPhase = "Failed"
+)
+
+// IsFinal reports whether no further attempt will be made.
+func (p DeliveryPhase) IsFinal() bool { return p == DeliveryDelivered || p == DeliveryFailed }
+
+// EndpointDelivery is the state of the delivery of this event to one endpoint.
+type EndpointDelivery struct {
+	// Endpoint is the name of the target WebhookEndpoint, in the event's namespace.
+	// +required
+	Endpoint string `json:"endpoint"`
+
+	// DeliveryID is sent as X-Webhook-Id; it is the same for every attempt to this endpoint, so receivers
+	// can de-duplicate.
+	// +required
+	DeliveryID string `json:"deliveryId"`
+
+	// Phase is the state of this delivery.
+	// +required
+	Phase DeliveryPhase `json:"phase"`
+
+	// Reason is a CamelCase word that explains the phase.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+
+	// Attempts counts the attempts made so far.
+	// +optional
+	Attempts int32 `json:"attempts,omitempty"`
+
+	// LastAttemptTime is when the last attempt started.
+	// +optional
+	LastAttemptTime *metav1.MicroTime `json:"lastAttemptTime,omitempty"`
+
+	// NextAttemptTime is when the next attempt is due, while the phase is Retrying.
+	// +optional
+	NextAttemptTime *metav1.MicroTime `json:"nextAttemptTime,omitempty"`
+
+	// LastStatusCode is the HTTP status of the last response; 0 when none was received.
+	// +optional
+	LastStatusCode int32 `json:"lastStatusCode,omitempty"`
+
+	// LastError describes why the last attempt failed, truncated. It never holds a secret, a URL query or
+	// URL user information.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	LastError string `json:"lastError,omitempty"`
+
+	// DeliveredAt is when the endpoint acknowledged the event.
+	// +optional
+	DeliveredAt *metav1.MicroTime `json:"deliveredAt,omitempty"`
+
+	// DurationMs is how long the last attempt took, in milliseconds.
+	// +optional
+	DurationMs int64 `json:"durationMs,omitempty"`
+}
+
+// DocumentEventStatus is the observed state of a DocumentEvent.
+type DocumentEventStatus struct {
+	// ObservedGeneration is the last generation the controller acted on.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Phase summarizes the deliveries.
+	// +optional
+	Phase DocumentEventPhase `json:"phase,omitempty"`
+
+	// Deliveries holds one entry per target endpoint.
+	// +optional
+	// +listType=map
+	// +listMapKey=endpoint
+	// +kubebuilder:validation:MaxItems=256
+	Deliveries []EndpointDelivery `json:"deliveries,omitempty"`
+
+	// Conditions holds the Delivered condition.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=de,categories=webhooks
+// +kubebuilder:printcolumn:name="Document",type=string,JSONPath=`.spec.documentId`
+// +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.documentStatus.docType`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// DocumentEvent is one processed document whose webhook is delivered to the matching endpoints.
+type DocumentEvent struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is the webhook content; it is immutable.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable; create a new DocumentEvent instead"
+	Spec DocumentEventSpec `json:"spec"`
+
+	// Status records every delivery of the event.
+	// +optional
+	// +kubebuilder:default={"observedGeneration":-1}
+	Status DocumentEventStatus `json:"status,omitempty"`
+}
+
+// GetEvent returns the event type, defaulted.
+func (in *DocumentEvent) GetEvent() EventType {
+	if in.Spec.Event == "" {
+		return DocumentReadyEvent
+	}
+	return in.Spec.Event
+}
+
+// GetExtractionStatus returns the extraction status, defaulted.
+func (in *DocumentEvent) GetExtractionStatus() string {
+	if in.Spec.DocumentStatus.ExtractionStatus == "" {
+		return "INDEXED"
+	}
+	return in.Spec.DocumentStatus.ExtractionStatus
+}
+
+// GetCreatedAt returns spec.documentStatus.createdAt, defaulted to the object's creationTimestamp.
+func (in *DocumentEvent) GetCreatedAt() string {
+	if in.Spec.DocumentStatus.CreatedAt != "" {
+		return in.Spec.DocumentStatus.CreatedAt
+	}
+	return in.creationTimestampRFC3339()
+}
+
+// GetUpdatedAt returns spec.documentStatus.updatedAt, defaulted to the object's creationTimestamp.
+func (in *DocumentEvent) GetUpdatedAt() string {
+	if in.Spec.DocumentStatus.UpdatedAt != "" {
+		return in.Spec.DocumentStatus.UpdatedAt
+	}
+	return in.creationTimestampRFC3339()
+}
+
+func (in *DocumentEvent) creationTimestampRFC3339() string {
+	return in.CreationTimestamp.UTC().Format("2006-01-02T15:04:05Z07:00")
+}
+
+// GetDelivery returns the delivery to the named endpoint, or nil.
+func (in *DocumentEvent) GetDelivery(endpoint string) *EndpointDelivery {
+	for i := range in.Status.Deliveries {
+		if in.Status.Deliveries[i].Endpoint == endpoint {
+			return &in.Status.Deliveries[i]
+		}
+	}
+	return nil
+}
+
+// GetConditions returns the status conditions.
+func (in *DocumentEvent) GetConditions() []metav1.Condition { return in.Status.Conditions }
+
+// SetConditions replaces the status conditions.
+func (in *DocumentEvent) SetConditions(conditions []metav1.Condition) {
+	in.Status.Conditions = conditions
+}
+
+// +kubebuilder:object:root=true
+
+// DocumentEventList contains a list of DocumentEvent.
+type DocumentEventList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []DocumentEvent `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&DocumentEvent{}, &DocumentEventList{})
+}

@@ -1,0 +1,243 @@
+package v1alpha1
+
+import (
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// EventType names a kind of webhook event.
+// +kubebuilder:validation:Enum=document.ready
+type EventType string
+
+// DocumentReadyEvent is sent when a document is fully processed and indexed.
+const DocumentReadyEvent EventType = "document.ready"
+
+// Defaults applied by the getters below; the CRD schema carries the same values as +kubebuilder:default
+// so that objects read back from the API server show them.
+const (
+	DefaultTimeout         = 10 * time.Second
+	DefaultMaxAttempts     = 15
+	DefaultInitialInterval = 5 * time.Second
+	DefaultMaxInterval     = time.Hour
+)
+
+// WebhookEndpointSpec defines one receiver of document webhooks.
+// +kubebuilder:validation:XValidation:rule="!has(self.retry) || !has(self.retry.initialInterval) || !has(self.retry.maxInterval) || duration(self.retry.initialInterval) <= duration(self.retry.maxInterval)",message="retry.initialInterval must not exceed retry.maxInterval"
+type WebhookEndpointSpec struct {
+	// URL is the absolute http(s) address that receives the POST requests.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''",message="url must be an absolute http or https URL with a host"
+	URL string `json:"url"`
+
+	// SecretRef names the Secret, in the endpoint's namespace, that holds the signing secret. When set,
+	// every request carries X-Webhook-Timestamp and X-Webhook-Signature; a missing Secret or key makes
+	// deliveries wait rather than go out unsigned.
+	// +optional
+	SecretRef *SecretKeyReference `json:"secretRef,omitempty"`
+
+	// EventTypes limits the events sent to this endpoint. Empty means all event types.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	EventTypes []EventType `json:"eventTypes,omitempty"`
+
+	// DocTypes limits deliveries to events whose spec.documentStatus.docType is in this list
+	// (for example INVOICE, RECEIPT). Empty means all document types, including events with no docType.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=128
+	DocTypes []string `json:"docTypes,omitempty"`
+
+	// Timeout bounds one delivery attempt: connecting, sending and reading the response headers.
+	// +optional
+	// +kubebuilder:default="10s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m))+$"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('60s')",message="timeout must be greater than 0s and at most 60s"
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// Retry configures how failed attempts are retried.
+	// +optional
+	Retry *RetryPolicy `json:"retry,omitempty"`
+
+	// Suspend pauses deliveries to this endpoint. Deliveries wait while it is true; none are dropped.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+}
+
+// SecretKeyReference names one key of a Secret in the referring object's namespace.
+type SecretKeyReference struct {
+	// Name of the Secret. It must be in the same namespace as the WebhookEndpoint.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// Key in the Secret's data that holds the signing secret.
+	// +optional
+	// +kubebuilder:default=signingSecret
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern="^[-._a-zA-Z0-9]+$"
+	Key string `json:"key,omitempty"`
+}
+
+// RetryPolicy is an exponential backoff: the n-th retry waits initialInterval * 2^(n-1), capped at
+// maxInterval, with about ±20% jitter.
+type RetryPolicy struct {
+	// MaxAttempts is the total number of attempts, the first one included, before a delivery is Failed.
+	// +optional
+	// +kubebuilder:default=15
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=50
+	MaxAttempts int32 `json:"maxAttempts,omitempty"`
+
+	// InitialInterval is the wait before the first retry.
+	// +optional
+	// +kubebuilder:default="5s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10ms')",message="initialInterval must be at least 10ms"
+	InitialInterval *metav1.Duration `json:"initialInterval,omitempty"`
+
+	// MaxInterval caps the wait between two attempts.
+	// +optional
+	// +kubebuilder:default="1h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10ms') && duration(self) <= duration('24h')",message="maxInterval must be between 10ms and 24h"
+	MaxInterval *metav1.Duration `json:"maxInterval,omitempty"`
+}
+
+// WebhookEndpointStatus is the observed state of a WebhookEndpoint.
+type WebhookEndpointStatus struct {
+	// ObservedGeneration is the last generation of the spec that the controller acted on.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions holds the Ready condition.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// LastDelivery summarizes the most recent delivery attempt to this endpoint.
+	// +optional
+	LastDelivery *LastDelivery `json:"lastDelivery,omitempty"`
+
+	// ConsecutiveFailures counts failed attempts since the last successful one.
+	// +optional
+	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`
+}
+
+// LastDelivery is the outcome of the most recent attempt to an endpoint.
+type LastDelivery struct {
+	// Event is the name of the DocumentEvent that was sent.
+	// +required
+	Event string `json:"event"`
+
+	// Time is when the attempt started.
+	// +required
+	Time metav1.Time `json:"time"`
+
+	// StatusCode is the HTTP status of the response; 0 when none was received.
+	// +optional
+	StatusCode int32 `json:"statusCode,omitempty"`
+
+	// DurationMs is how long the attempt took, in milliseconds.
+	// +optional
+	DurationMs int64 `json:"durationMs,omitempty"`
+
+	// Success is true when the receiver answered with a 2xx status.
+	// +required
+	Success bool `json:"success"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=whe,categories=webhooks
+// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.spec.url`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Last delivery",type=date,JSONPath=`.status.lastDelivery.time`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// WebhookEndpoint is one receiver of an organization's document webhooks.
+type WebhookEndpoint struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec defines where and how deliveries are sent.
+	// +required
+	Spec WebhookEndpointSpec `json:"spec"`
+
+	// Status reports readiness and the last delivery.
+	// +optional
+	// +kubebuilder:default={"observedGeneration":-1}
+	Status WebhookEndpointStatus `json:"status,omitempty"`
+}
+
+// GetTimeout returns the attempt timeout, defaulted.
+func (in *WebhookEndpoint) GetTimeout() time.Duration {
+	if in.Spec.Timeout == nil || in.Spec.Timeout.Duration <= 0 {
+		return DefaultTimeout
+	}
+	return in.Spec.Timeout.Duration
+}
+
+// GetMaxAttempts returns the attempt budget, defaulted.
+func (in *WebhookEndpoint) GetMaxAttempts() int32 {
+	if in.Spec.Retry == nil || in.Spec.Retry.MaxAttempts <= 0 {
+		return DefaultMaxAttempts
+	}
+	return in.Spec.Retry.MaxAttempts
+}
+
+// GetInitialInterval returns the wait before the first retry, defaulted.
+func (in *WebhookEndpoint) GetInitialInterval() time.Duration {
+	if in.Spec.Retry == nil || in.Spec.Retry.InitialInterval == nil || in.Spec.Retry.InitialInterval.Duration <= 0 {
+		return DefaultInitialInterval
+	}
+	return in.Spec.Retry.InitialInterval.Duration
+}
+
+// GetMaxInterval returns the cap on the wait between attempts, defaulted.
+func (in *WebhookEndpoint) GetMaxInterval() time.Duration {
+	if in.Spec.Retry == nil || in.Spec.Retry.MaxInterval == nil || in.Spec.Retry.MaxInterval.Duration <= 0 {
+		return DefaultMaxInterval
+	}
+	return in.Spec.Retry.MaxInterval.Duration
+}
+
+// GetSecretKey returns the Secret key that holds the signing secret, defaulted.
+func (in *WebhookEndpoint) GetSecretKey() string {
+	if in.Spec.SecretRef == nil || in.Spec.SecretRef.Key == "" {
+		return DefaultSigningSecretKey
+	}
+	return in.Spec.SecretRef.Key
+}
+
+// GetConditions returns the status conditions; it lets generic helpers read them.
+func (in *WebhookEndpoint) GetConditions() []metav1.Condition { return in.Status.Conditions }
+
+// SetConditions replaces the status conditions.
+func (in *WebhookEndpoint) SetConditions(conditions []metav1.Condition) {
+	in.Status.Conditions = conditions
+}
+
+// +kubebuilder:object:root=true
+
+// WebhookEndpointList contains a list of WebhookEndpoint.
+type WebhookEndpointList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []WebhookEndpoint `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&WebhookEndpoint{}, &WebhookEndpointList{})
+}

@@ -1,0 +1,125 @@
+// Command manager runs the webhook-operator controllers.
+package main
+
+import (
+	"crypto/tls"
+	"flag"
+	"os"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
+	"github.com/1flow/webhook-operator/internal/controller"
+	"github.com/1flow/webhook-operator/internal/delivery"
+)
+
+var (
+	scheme   = runtime.NewScheme()
+	setupLog = ctrl.Log.WithName("setup")
+)
+
+func init() {
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(webhooksv1alpha1.AddToScheme(scheme))
+}
+
+func main() {
+	var (
+		metricsAddr             string
+		probeAddr               string
+		secureMetrics           bool
+		enableHTTP2             bool
+		enableLeaderElection    bool
+		leaderElectionNamespace string
+		maxConcurrentReconciles int
+		statusFlushInterval     time.Duration
+	)
+	flag.StringVar(&metricsAddr, "metrics-bind-address", "0",
+		"The address the metrics endpoint binds to, for example :8443 (HTTPS) or :8080 (HTTP). 0 disables it.")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the probe endpoint binds to.")
+	flag.BoolVar(&secureMetrics, "metrics-secure", true,
+		"Serve metrics over HTTPS with authentication and authorization. Use --metrics-secure=false for HTTP.")
+	flag.BoolVar(&enableHTTP2, "enable-http2", false,
+		"Serve metrics over HTTP/2 too. Off by default because of the HTTP/2 stream cancellation and rapid reset CVEs.")
+	flag.BoolVar(&enableLeaderElection, "leader-elect", false,
+		"Elect a leader through a Lease, so that only one of several replicas delivers at a time.")
+	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "",
+		"Namespace of the leader election Lease; defaults to the namespace the manager runs in.")
+	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 32,
+		"DocumentEvents reconciled in parallel. Each one may wait up to its endpoints' timeout.")
+	flag.DurationVar(&statusFlushInterval, "endpoint-status-interval", controller.DefaultStatusFlushInterval,
+		"Minimum time between two writes of one WebhookEndpoint's delivery summary (lastDelivery, consecutiveFailures).")
+	opts := zap.Options{Development: false}
+	opts.BindFlags(flag.CommandLine)
+	flag.Parse()
+
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+
+	if maxConcurrentReconciles < 1 {
+		setupLog.Error(nil, "--max-concurrent-reconciles must be at least 1", "value", maxConcurrentReconciles)
+		os.Exit(1)
+	}
+
+	var tlsOpts []func(*tls.Config)
+	if !enableHTTP2 {
+		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+	metricsOptions := metricsserver.Options{
+		BindAddress:   metricsAddr,
+		SecureServing: secureMetrics,
+		TLSOpts:       tlsOpts,
+	}
+	if secureMetrics {
+		metricsOptions.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsOptions,
+		HealthProbeBindAddress:        probeAddr,
+		LeaderElection:                enableLeaderElection,
+		LeaderElectionID:              "webhook-operator.webhooks.1flow.io",
+		LeaderElectionNamespace:       leaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		setupLog.Error(err, "unable to create manager")
+		os.Exit(1)
+	}
+
+	shared := controller.NewShared(mgr.GetClient(), mgr.GetAPIReader(), statusFlushInterval)
+	if err := (&controller.WebhookEndpointReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr, shared); err != nil {
+		setupLog.Error(err, "unable to create controller", "controller", "WebhookEndpoint")
+		os.Exit(1)
+	}
+	if err := (&controller.DocumentEventReconciler{
+		Client: mgr.GetClient(),
+		Sender: delivery.NewSender(),
+	}).SetupWithManager(mgr, shared, maxConcurrentReconciles); err != nil {
+		setupLog.Error(err, "unable to create controller", "controller", "DocumentEvent")
+		os.Exit(1)
+	}
+
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		setupLog.Error(err, "unable to set up health check")
+		os.Exit(1)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		setupLog.Error(err, "unable to set up ready check")
+		os.Exit(1)
+	}
+
+	setupLog.Info("starting manager")
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		setupLog.Error(err, "problem running manager")
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,197 @@
+package controller
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"time"
+
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
+	"github.com/1flow/webhook-operator/internal/delivery"
+)
+
+// This file holds the delivery decisions as pure functions of the objects and the time: which endpoints
+// an event targets, which deliveries are due, how an attempt changes a delivery, and what the event's
+// phase is. The reconciler only gathers inputs and applies the outputs.
+
+// matchEndpoints returns the endpoints that should receive the event, sorted by name.
+func matchEndpoints(ev *webhooksv1alpha1.DocumentEvent, endpoints []webhooksv1alpha1.WebhookEndpoint) ([]*webhooksv1alpha1.WebhookEndpoint, error) {
+	selector := labels.Everything()
+	if ev.Spec.EndpointSelector != nil {
+		var err error
+		if selector, err = metav1.LabelSelectorAsSelector(ev.Spec.EndpointSelector); err != nil {
+			return nil, fmt.Errorf("spec.endpointSelector: %w", err)
+		}
+	}
+	var matched []*webhooksv1alpha1.WebhookEndpoint
+	for i := range endpoints {
+		ep := &endpoints[i]
+		if ep.Namespace != ev.Namespace || !ep.DeletionTimestamp.IsZero() || !selector.Matches(labels.Set(ep.Labels)) {
+			continue
+		}
+		if len(ep.Spec.EventTypes) > 0 && !slices.Contains(ep.Spec.EventTypes, ev.GetEvent()) {
+			continue
+		}
+		if len(ep.Spec.DocTypes) > 0 {
+			docType := ev.Spec.DocumentStatus.DocType
+			if docType == nil || !slices.Contains(ep.Spec.DocTypes, *docType) {
+				continue
+			}
+		}
+		matched = append(matched, ep)
+	}
+	slices.SortFunc(matched, func(a, b *webhooksv1alpha1.WebhookEndpoint) int {
+		return cmp.Compare(a.Name, b.Name)
+	})
+	return matched, nil
+}
+
+// deliveryID is derived from the event and endpoint UIDs, so it is the same for every attempt, survives
+// a crash before anything was recorded, and differs when an endpoint is recreated under the same name.
+func deliveryID(ev *webhooksv1alpha1.DocumentEvent, ep *webhooksv1alpha1.WebhookEndpoint) string {
+	sum := sha256.Sum256([]byte(string(ev.UID) + "/" + string(ep.UID)))
+	return "whd_" + hex.EncodeToString(sum[:16])
+}
+
+// newDeliveries creates one Pending delivery per target.
+func newDeliveries(ev *webhooksv1alpha1.DocumentEvent, targets []*webhooksv1alpha1.WebhookEndpoint) []webhooksv1alpha1.EndpointDelivery {
+	out := make([]webhooksv1alpha1.EndpointDelivery, 0, len(targets))
+	for _, ep := range targets {
+		out = append(out, webhooksv1alpha1.EndpointDelivery{
+			Endpoint:   ep.Name,
+			DeliveryID: deliveryID(ev, ep),
+			Phase:      webhooksv1alpha1.DeliveryPending,
+		})
+	}
+	return out
+}
+
+// isDue reports whether a non-final delivery may be attempted at now.
+func isDue(d *webhooksv1alpha1.EndpointDelivery, now time.Time) bool {
+	return !d.Phase.IsFinal() && (d.NextAttemptTime == nil || !d.NextAttemptTime.After(now))
+}
+
+// markEndpointDeleted ends a delivery whose endpoint no longer exists.
+func markEndpointDeleted(d *webhooksv1alpha1.EndpointDelivery) {
+	d.Phase = webhooksv1alpha1.DeliveryFailed
+	d.Reason = webhooksv1alpha1.EndpointDeletedReason
+	d.NextAttemptTime = nil
+	d.LastError = "the WebhookEndpoint was deleted (or recreated) before the delivery succeeded"
+}
+
+// markWaiting records why a due delivery is held back without counting an attempt.
+func markWaiting(d *webhooksv1alpha1.EndpointDelivery, ready readiness) {
+	d.Reason = webhooksv1alpha1.EndpointNotReadyReason
+	d.LastError = ready.Reason + ": " + ready.Message
+}
+
+// retryPolicy is what recordAttempt needs from an endpoint.
+type retryPolicy struct {
+	maxAttempts     int32
+	initialInterval time.Duration
+	maxInterval     time.Duration
+}
+
+func retryPolicyOf(ep *webhooksv1alpha1.WebhookEndpoint) retryPolicy {
+	return retryPolicy{
+		maxAttempts:     ep.GetMaxAttempts(),
+		initialInterval: ep.GetInitialInterval(),
+		maxInterval:     ep.GetMaxInterval(),
+	}
+}
+
+// recordAttempt applies the result of one attempt to its delivery. unit is a random number in [0, 1)
+// for the backoff jitter.
+func recordAttempt(d *webhooksv1alpha1.EndpointDelivery, res delivery.Result, policy retryPolicy, unit float64) {
+	start := metav1.NewMicroTime(res.Start)
+	d.Attempts++
+	d.LastAttemptTime = &start
+	d.LastStatusCode = int32(res.StatusCode)
+	d.DurationMs = res.Duration.Milliseconds()
+	d.LastError = res.Error
+	d.NextAttemptTime = nil
+	switch {
+	case res.Success:
+		done := metav1.NewMicroTime(res.Start.Add(res.Duration))
+		d.Phase = webhooksv1alpha1.DeliveryDelivered
+		d.Reason = ""
+		d.DeliveredAt = &done
+	case d.Attempts >= policy.maxAttempts:
+		d.Phase = webhooksv1alpha1.DeliveryFailed
+		d.Reason = webhooksv1alpha1.AttemptsExhaustedReason
+	default:
+		next := metav1.NewMicroTime(res.Start.Add(res.Duration).Add(
+			delivery.Backoff(d.Attempts, policy.initialInterval, policy.maxInterval, unit)))
+		d.Phase = webhooksv1alpha1.DeliveryRetrying
+		d.Reason = webhooksv1alpha1.AttemptFailedReason
+		d.NextAttemptTime = &next
+	}
+}
+
+// summarize sets the event's phase and Delivered condition from its deliveries, and returns how long
+// until the earliest scheduled retry (0 when none is scheduled).
+func summarize(ev *webhooksv1alpha1.DocumentEvent, now time.Time) time.Duration {
+	var delivered, failed, attempted int
+	var requeue time.Duration
+	for i := range ev.Status.Deliveries {
+		d := &ev.Status.Deliveries[i]
+		switch d.Phase {
+		case webhooksv1alpha1.DeliveryDelivered:
+			delivered++
+		case webhooksv1alpha1.DeliveryFailed:
+			failed++
+		default:
+			if d.Attempts > 0 {
+				attempted++
+			}
+			if d.NextAttemptTime != nil && d.Reason != webhooksv1alpha1.EndpointNotReadyReason {
+				wait := max(d.NextAttemptTime.Sub(now), time.Millisecond)
+				if requeue == 0 || wait < requeue {
+					requeue = wait
+				}
+			}
+		}
+	}
+	total := len(ev.Status.Deliveries)
+	phase, status, reason, message := webhooksv1alpha1.DocumentEventDelivering, metav1.ConditionFalse,
+		webhooksv1alpha1.DeliveringReason, fmt.Sprintf("%d of %d endpoints delivered", delivered, total)
+	switch {
+	case total == 0:
+		phase, reason, message = webhooksv1alpha1.DocumentEventPending, webhooksv1alpha1.NoEndpointsReason,
+			"no WebhookEndpoint in the namespace matches this event yet; it is delivered when one appears"
+	case delivered == total:
+		phase, status, reason = webhooksv1alpha1.DocumentEventDelivered, metav1.ConditionTrue, webhooksv1alpha1.DeliverySucceededReason
+	case delivered+failed == total:
+		phase, reason = webhooksv1alpha1.DocumentEventFailed, webhooksv1alpha1.DeliveryFailedReason
+		message = fmt.Sprintf("%d of %d endpoints failed, %d delivered", failed, total, delivered)
+	case delivered+failed+attempted == 0:
+		phase = webhooksv1alpha1.DocumentEventPending
+	}
+	ev.Status.Phase = phase
+	setCondition(ev, webhooksv1alpha1.DeliveredCondition, status, reason, message)
+	return requeue
+}
+
+type conditionsObject interface {
+	GetConditions() []metav1.Condition
+	SetConditions([]metav1.Condition)
+	GetGeneration() int64
+}
+
+func setCondition(obj conditionsObject, condType string, status metav1.ConditionStatus, reason, message string) {
+	conditions := obj.GetConditions()
+	apimeta.SetStatusCondition(&conditions, metav1.Condition{
+		Type:               condType,
+		Status:             status,
+		Reason:             reason,
+		Message:            message,
+		ObservedGeneration: obj.GetGeneration(),
+	})
+	obj.SetConditions(conditions)
+}

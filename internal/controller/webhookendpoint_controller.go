@@ -1,0 +1,125 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
+)
+
+// WebhookEndpointReconciler keeps each endpoint's Ready condition true to its URL, suspend flag and
+// signing Secret, and writes the delivery summary collected by the DocumentEvent controller.
+type WebhookEndpointReconciler struct {
+	client.Client
+	Clock clock.PassiveClock
+
+	resolver *endpointResolver
+	stats    *endpointStats
+}
+
+// +kubebuilder:rbac:groups=webhooks.1flow.io,resources=webhookendpoints,verbs=get;list;watch
+// +kubebuilder:rbac:groups=webhooks.1flow.io,resources=webhookendpoints/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+
+// Reconcile computes the Ready condition and flushes the delivery summary in one status patch.
+func (r *WebhookEndpointReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	ep := &webhooksv1alpha1.WebhookEndpoint{}
+	if err := r.Get(ctx, req.NamespacedName, ep); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.stats.forget(req.NamespacedName)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !ep.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+
+	base := ep.DeepCopy()
+	defer func() {
+		if equality.Semantic.DeepEqual(base.Status, ep.Status) {
+			return
+		}
+		if err := r.Status().Patch(ctx, ep, client.MergeFrom(base)); err != nil {
+			retErr = errors.Join(retErr, fmt.Errorf("patch WebhookEndpoint status: %w", err))
+		}
+	}()
+	return r.reconcile(ctx, ep)
+}
+
+func (r *WebhookEndpointReconciler) reconcile(ctx context.Context, ep *webhooksv1alpha1.WebhookEndpoint) (ctrl.Result, error) {
+	ep.Status.ObservedGeneration = ep.Generation
+	requeue := r.stats.flushInto(client.ObjectKeyFromObject(ep), &ep.Status, r.Clock.Now())
+
+	_, ready, err := r.resolver.resolve(ctx, ep)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	status := metav1.ConditionFalse
+	if ready.Ready {
+		status = metav1.ConditionTrue
+	}
+	// A bad URL or a missing Secret is not retried here: only a spec change or a Secret event can fix
+	// it, and both trigger a new reconcile.
+	setCondition(ep, webhooksv1alpha1.ReadyCondition, status, ready.Reason, ready.Message)
+	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// SetupWithManager registers the controller, its Secret index and its watches.
+func (r *WebhookEndpointReconciler) SetupWithManager(mgr ctrl.Manager, shared *Shared) error {
+	r.resolver, r.stats = shared.resolver, shared.stats
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &webhooksv1alpha1.WebhookEndpoint{},
+		secretRefIndex, func(obj client.Object) []string {
+			ep, ok := obj.(*webhooksv1alpha1.WebhookEndpoint)
+			if !ok || ep.Spec.SecretRef == nil {
+				return nil
+			}
+			return []string{ep.Spec.SecretRef.Name}
+		}); err != nil {
+		return fmt.Errorf("index WebhookEndpoints by Secret: %w", err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&webhooksv1alpha1.WebhookEndpoint{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// Metadata only: a Secret's resourceVersion is enough to know it changed, and Secret values stay
+		// out of the cache.
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.endpointsUsingSecret)).
+		WatchesRawSource(source.Channel(r.stats.notify,
+			&handler.TypedEnqueueRequestForObject[*webhooksv1alpha1.WebhookEndpoint]{})).
+		Named("webhookendpoint").
+		Complete(r)
+}
+
+const secretRefIndex = ".spec.secretRef.name"
+
+func (r *WebhookEndpointReconciler) endpointsUsingSecret(ctx context.Context, secret client.Object) []reconcile.Request {
+	endpoints := &webhooksv1alpha1.WebhookEndpointList{}
+	if err := r.List(ctx, endpoints, client.InNamespace(secret.GetNamespace()),
+		client.MatchingFields{secretRefIndex: secret.GetName()}); err != nil {
+		log.FromContext(ctx).Error(err, "list WebhookEndpoints using Secret", "secret", secret.GetName())
+		return nil
+	}
+	requests := make([]reconcile.Request, 0, len(endpoints.Items))
+	for i := range endpoints.Items {
+		requests = append(requests, reconcile.Request{NamespacedName: types.NamespacedName{
+			Namespace: endpoints.Items[i].Namespace, Name: endpoints.Items[i].Name}})
+	}
+	return requests
+}

@@ -1,0 +1,114 @@
+// Package signature signs and verifies webhook-operator requests. It has no dependencies beyond the
+// standard library so that receivers can import it alone.
+//
+// A signed request carries two headers:
+//
+//	X-Webhook-Timestamp: Unix time in milliseconds, as a decimal string
+//	X-Webhook-Signature: lowercase hex HMAC-SHA256(secret, timestamp + raw body)
+//
+// The signed bytes are the timestamp string immediately followed by the exact body bytes, so receivers
+// must verify the raw body before parsing it.
+package signature
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Header names of the 1flow signature scheme.
+const (
+	HeaderSignature = "X-Webhook-Signature"
+	HeaderTimestamp = "X-Webhook-Timestamp"
+	HeaderID        = "X-Webhook-Id"
+)
+
+// DefaultTolerance is how far a timestamp may be from the receiver's clock before Verify rejects the
+// request as a possible replay.
+const DefaultTolerance = 5 * time.Minute
+
+// Errors returned by Verify. They never include the secret or the expected signature.
+var (
+	ErrMissingHeaders   = errors.New("signature: missing " + HeaderTimestamp + " or " + HeaderSignature + " header")
+	ErrInvalidTimestamp = errors.New("signature: timestamp is not a decimal number of milliseconds")
+	ErrTimestampExpired = errors.New("signature: timestamp is outside the tolerance")
+	ErrMismatch         = errors.New("signature: signature does not match")
+	ErrEmptySecret      = errors.New("signature: empty secret")
+)
+
+// Timestamp formats t as the X-Webhook-Timestamp header value.
+func Timestamp(t time.Time) string {
+	return strconv.FormatInt(t.UnixMilli(), 10)
+}
+
+// Sign returns the X-Webhook-Signature value for the timestamp header value and the raw body.
+func Sign(secret []byte, timestamp string, body []byte) string {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(timestamp))
+	mac.Write(body)
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+type verifyOptions struct {
+	tolerance time.Duration
+	now       func() time.Time
+}
+
+// Option changes how Verify checks a request.
+type Option func(*verifyOptions)
+
+// WithTolerance sets the accepted clock distance; zero or less disables the replay check.
+func WithTolerance(d time.Duration) Option {
+	return func(o *verifyOptions) { o.tolerance = d }
+}
+
+// WithClock sets the receiver clock used for the replay check.
+func WithClock(now func() time.Time) Option {
+	return func(o *verifyOptions) { o.now = now }
+}
+
+// Verify checks the signature headers of a request against its raw body, in constant time, and rejects
+// timestamps more than the tolerance (DefaultTolerance unless changed) away from now.
+func Verify(secret []byte, header http.Header, body []byte, opts ...Option) error {
+	return VerifyValues(secret, header.Get(HeaderTimestamp), header.Get(HeaderSignature), body, opts...)
+}
+
+// VerifyValues is Verify for a timestamp and signature that were captured outside an http.Header.
+func VerifyValues(secret []byte, timestamp, signature string, body []byte, opts ...Option) error {
+	o := verifyOptions{tolerance: DefaultTolerance, now: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if len(secret) == 0 {
+		return ErrEmptySecret
+	}
+	if timestamp == "" || signature == "" {
+		return ErrMissingHeaders
+	}
+	ms, err := strconv.ParseInt(timestamp, 10, 64)
+	if err != nil || ms < 0 {
+		return ErrInvalidTimestamp
+	}
+	if o.tolerance > 0 {
+		skew := o.now().Sub(time.UnixMilli(ms))
+		if skew > o.tolerance || skew < -o.tolerance {
+			return fmt.Errorf("%w (%s away, tolerance %s)", ErrTimestampExpired, skew.Round(time.Second), o.tolerance)
+		}
+	}
+	got, err := hex.DecodeString(signature)
+	if err != nil {
+		return ErrMismatch
+	}
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(timestamp))
+	mac.Write(body)
+	if !hmac.Equal(got, mac.Sum(nil)) {
+		return ErrMismatch
+	}
+	return nil
+}
