@@ -1,0 +1,166 @@
+package controller
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
+)
+
+// receivedRequest is one request as an httptest receiver saw it.
+type receivedRequest struct {
+	at     time.Time
+	header http.Header
+	body   []byte
+}
+
+// receiver is a webhook receiver whose answer to the n-th request (0-based) is chosen by respond.
+// A negative answer makes it hang until the test ends, which the sender sees as a timeout.
+type receiver struct {
+	*httptest.Server
+	respond func(n int) int
+
+	count    atomic.Int32
+	mu       sync.Mutex
+	requests []receivedRequest
+	release  chan struct{}
+}
+
+func newReceiver(respond func(n int) int) *receiver {
+	r := &receiver{respond: respond, release: make(chan struct{})}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		n := int(r.count.Add(1)) - 1
+		r.mu.Lock()
+		r.requests = append(r.requests, receivedRequest{at: time.Now(), header: req.Header.Clone(), body: body})
+		r.mu.Unlock()
+		code := r.respond(n)
+		if code < 0 {
+			select {
+			case <-r.release:
+			case <-req.Context().Done():
+			}
+			return
+		}
+		w.WriteHeader(code)
+		_, _ = fmt.Fprintf(w, `{"received": %t}`, code < 300)
+	}))
+	DeferCleanup(func() {
+		close(r.release)
+		r.Close()
+	})
+	return r
+}
+
+func always(code int) func(int) int { return func(int) int { return code } }
+
+func (r *receiver) received() []receivedRequest {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]receivedRequest(nil), r.requests...)
+}
+
+func newNamespace() string {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "whtest-"}}
+	Expect(k8sClient.Create(ctx, ns)).To(Succeed())
+	return ns.Name
+}
+
+func newSecret(ns, name string, data map[string]string) *corev1.Secret {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: data}
+	Expect(k8sClient.Create(ctx, s)).To(Succeed())
+	return s
+}
+
+// fastRetry keeps envtest runs short: 100ms doubling, a handful of attempts.
+func fastRetry(maxAttempts int32) *webhooksv1alpha1.RetryPolicy {
+	return &webhooksv1alpha1.RetryPolicy{
+		MaxAttempts:     maxAttempts,
+		InitialInterval: &metav1.Duration{Duration: 100 * time.Millisecond},
+		MaxInterval:     &metav1.Duration{Duration: 2 * time.Second},
+	}
+}
+
+func endpointObject(ns, name, url string, mutate ...func(*webhooksv1alpha1.WebhookEndpoint)) *webhooksv1alpha1.WebhookEndpoint {
+	ep := &webhooksv1alpha1.WebhookEndpoint{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       webhooksv1alpha1.WebhookEndpointSpec{URL: url, Retry: fastRetry(5)},
+	}
+	for _, m := range mutate {
+		m(ep)
+	}
+	return ep
+}
+
+func newEndpoint(ns, name, url string, mutate ...func(*webhooksv1alpha1.WebhookEndpoint)) *webhooksv1alpha1.WebhookEndpoint {
+	ep := endpointObject(ns, name, url, mutate...)
+	Expect(k8sClient.Create(ctx, ep)).To(Succeed())
+	return ep
+}
+
+func withSecret(name string) func(*webhooksv1alpha1.WebhookEndpoint) {
+	return func(ep *webhooksv1alpha1.WebhookEndpoint) {
+		ep.Spec.SecretRef = &webhooksv1alpha1.SecretKeyReference{Name: name}
+	}
+}
+
+func eventObject(ns, name string, mutate ...func(*webhooksv1alpha1.DocumentEvent)) *webhooksv1alpha1.DocumentEvent {
+	ev := &webhooksv1alpha1.DocumentEvent{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: webhooksv1alpha1.DocumentEventSpec{
+			DocumentID: "doc_" + name,
+			DocumentStatus: webhooksv1alpha1.DocumentStatus{
+				DocType:   ptr.To("INVOICE"),
+				CreatedAt: "2024-01-15T10:30:00Z",
+				UpdatedAt: "2024-01-15T10:35:00.123Z",
+			},
+		},
+	}
+	for _, m := range mutate {
+		m(ev)
+	}
+	return ev
+}
+
+func newEvent(ns, name string, mutate ...func(*webhooksv1alpha1.DocumentEvent)) *webhooksv1alpha1.DocumentEvent {
+	ev := eventObject(ns, name, mutate...)
+	Expect(k8sClient.Create(ctx, ev)).To(Succeed())
+	return ev
+}
+
+func getEvent(ev *webhooksv1alpha1.DocumentEvent) func(Gomega) *webhooksv1alpha1.DocumentEvent {
+	return func(g Gomega) *webhooksv1alpha1.DocumentEvent {
+		out := &webhooksv1alpha1.DocumentEvent{}
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ev), out)).To(Succeed())
+		return out
+	}
+}
+
+func getEndpoint(ep *webhooksv1alpha1.WebhookEndpoint) func(Gomega) *webhooksv1alpha1.WebhookEndpoint {
+	return func(g Gomega) *webhooksv1alpha1.WebhookEndpoint {
+		out := &webhooksv1alpha1.WebhookEndpoint{}
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ep), out)).To(Succeed())
+		return out
+	}
+}
+
+func havePhase(p webhooksv1alpha1.DocumentEventPhase) OmegaMatcher {
+	return HaveField("Status.Phase", p)
+}
+
+func haveCondition(condType string, status metav1.ConditionStatus, reason string) OmegaMatcher {
+	return HaveField("Status.Conditions", ContainElement(And(
+		HaveField("Type", condType), HaveField("Status", status), HaveField("Reason", reason))))
+}
