@@ -1,0 +1,328 @@
+// Command demo shows webhook-operator end to end on this machine: a local control plane, the manager
+// binary running with its generated RBAC, a sample receiver that verifies every signature, and the
+// samples from config/samples. It prints a summary and exits 0 when every event is Delivered, or keeps
+// everything running with DEMO_KEEP=1.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
+	"github.com/1flow/webhook-operator/internal/localcluster"
+	"github.com/1flow/webhook-operator/pkg/signature"
+)
+
+const namespace = "demo"
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "demo failed:", err)
+		os.Exit(1)
+	}
+}
+
+func step(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
+
+func run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "webhook-operator-demo-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(work) }()
+
+	step("Starting a local control plane (kube-apiserver and etcd from %s)", localcluster.AssetsDir())
+	cluster, err := localcluster.Start(root)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = cluster.Stop() }()
+
+	step("Building the manager (go build ./cmd/manager)")
+	binary, err := localcluster.BuildManager(ctx, root, work)
+	if err != nil {
+		return err
+	}
+	kubeconfig, err := cluster.ManagerKubeconfig(ctx, work)
+	if err != nil {
+		return err
+	}
+	logPath := filepath.Join(work, "manager.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = logFile.Close() }()
+	step("Starting the manager as its own process, allowed only what config/rbac grants")
+	manager, err := localcluster.StartManager(ctx, binary, kubeconfig, logFile, "--leader-elect")
+	if err != nil {
+		return withLog(err, logPath)
+	}
+	defer func() { _ = manager.Stop(15 * time.Second) }()
+
+	secret, err := sampleSigningSecret(filepath.Join(root, "config", "samples", "signing_secret.yaml"))
+	if err != nil {
+		return err
+	}
+	recv, err := startReceiver(secret)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = recv.server.Close() }()
+	step("Sample receiver listening on %s; it verifies X-Webhook-Signature on every request", recv.url)
+
+	step("Applying config/samples in namespace %q (endpoint URL pointed at the sample receiver)", namespace)
+	if err := applySamples(ctx, cluster.Client, filepath.Join(root, "config", "samples"), recv.url); err != nil {
+		return err
+	}
+
+	step("Waiting for every DocumentEvent to finish")
+	events, err := waitFinished(ctx, cluster.Client)
+	printSummary(events, recv)
+	if err != nil {
+		return withLog(err, logPath)
+	}
+	for _, ev := range events {
+		if ev.Status.Phase != webhooksv1alpha1.DocumentEventDelivered {
+			return withLog(fmt.Errorf("event %s ended %s", ev.Name, ev.Status.Phase), logPath)
+		}
+	}
+	if recv.rejectedCount() > 0 {
+		return fmt.Errorf("the receiver rejected %d requests", recv.rejectedCount())
+	}
+
+	if os.Getenv("DEMO_KEEP") == "" {
+		step("Done: every event was Delivered and every signature verified. Set DEMO_KEEP=1 to keep it running.")
+		return nil
+	}
+	return keepRunning(ctx, cluster)
+}
+
+func withLog(err error, logPath string) error {
+	out, _ := os.ReadFile(logPath)
+	return fmt.Errorf("%w\n--- manager log ---\n%s", err, out)
+}
+
+func sampleSigningSecret(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	s := &corev1.Secret{}
+	if err := utilyaml.Unmarshal(data, s); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", path, err)
+	}
+	value := s.StringData[webhooksv1alpha1.DefaultSigningSecretKey]
+	if value == "" {
+		return nil, fmt.Errorf("%s has no stringData.%s", path, webhooksv1alpha1.DefaultSigningSecretKey)
+	}
+	return []byte(value), nil
+}
+
+// receiver is the sample receiver: it accepts a request only when its signature verifies.
+type receiver struct {
+	server *http.Server
+	url    string
+
+	mu       sync.Mutex
+	verified map[string]bool // by X-Webhook-Id
+	rejected int
+}
+
+func startReceiver(secret []byte) (*receiver, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	r := &receiver{url: "http://" + l.Addr().String() + "/webhook", verified: map[string]bool{}}
+	r.server = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(req.Body, 1<<20))
+		if err != nil {
+			http.Error(w, "read body", http.StatusBadRequest)
+			return
+		}
+		var payload struct {
+			Event      string `json:"event"`
+			DocumentID string `json:"documentId"`
+		}
+		_ = json.Unmarshal(body, &payload)
+		id := req.Header.Get(signature.HeaderID)
+		if err := signature.Verify(secret, req.Header, body); err != nil {
+			r.mu.Lock()
+			r.rejected++
+			r.mu.Unlock()
+			fmt.Printf("    receiver: %s %s REJECTED: %v\n", payload.Event, payload.DocumentID, err)
+			http.Error(w, "invalid signature", http.StatusUnauthorized)
+			return
+		}
+		r.mu.Lock()
+		r.verified[id] = true
+		r.mu.Unlock()
+		fmt.Printf("    receiver: %s %s signature OK (X-Webhook-Id %s)\n", payload.Event, payload.DocumentID, id)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"received": true, "message": "Webhook processed successfully"}`))
+	})}
+	go func() { _ = r.server.Serve(l) }()
+	return r, nil
+}
+
+func (r *receiver) isVerified(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.verified[id]
+}
+
+func (r *receiver) rejectedCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rejected
+}
+
+func applySamples(ctx context.Context, c client.Client, dir, receiverURL string) error {
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
+		return err
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil {
+		return err
+	}
+	// Secrets and endpoints first, so events find their targets at once.
+	order := map[string]int{"Secret": 0, "WebhookEndpoint": 1, "DocumentEvent": 2}
+	var objects []*unstructured.Unstructured
+	for _, file := range files {
+		if filepath.Base(file) == "kustomization.yaml" {
+			continue
+		}
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return err
+		}
+		decoder := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+		for {
+			obj := &unstructured.Unstructured{}
+			if err := decoder.Decode(&obj.Object); err != nil {
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				return fmt.Errorf("parse %s: %w", file, err)
+			}
+			if len(obj.Object) == 0 {
+				continue
+			}
+			objects = append(objects, obj)
+		}
+	}
+	for pass := 0; pass <= 2; pass++ {
+		for _, obj := range objects {
+			if order[obj.GetKind()] != pass {
+				continue
+			}
+			obj.SetNamespace(namespace)
+			if obj.GetKind() == "WebhookEndpoint" {
+				if err := unstructured.SetNestedField(obj.Object, receiverURL, "spec", "url"); err != nil {
+					return err
+				}
+			}
+			if err := c.Create(ctx, obj); err != nil {
+				return fmt.Errorf("create %s %s: %w", obj.GetKind(), obj.GetName(), err)
+			}
+			fmt.Printf("    created %s/%s\n", strings.ToLower(obj.GetKind()), obj.GetName())
+		}
+	}
+	return nil
+}
+
+func waitFinished(ctx context.Context, c client.Client) ([]webhooksv1alpha1.DocumentEvent, error) {
+	var events []webhooksv1alpha1.DocumentEvent
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		list := &webhooksv1alpha1.DocumentEventList{}
+		if err := c.List(ctx, list, client.InNamespace(namespace)); err != nil {
+			return false, err
+		}
+		events = list.Items
+		for _, ev := range events {
+			if ev.Status.Phase != webhooksv1alpha1.DocumentEventDelivered && ev.Status.Phase != webhooksv1alpha1.DocumentEventFailed {
+				return false, nil
+			}
+		}
+		return len(events) > 0, nil
+	})
+	return events, err
+}
+
+func printSummary(events []webhooksv1alpha1.DocumentEvent, recv *receiver) {
+	fmt.Println()
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	_, _ = fmt.Fprintln(w, "EVENT\tDOCUMENT\tTYPE\tPHASE\tENDPOINT\tATTEMPTS\tHTTP\tSIGNATURE")
+	for _, ev := range events {
+		docType := "-"
+		if t := ev.Spec.DocumentStatus.DocType; t != nil {
+			docType = *t
+		}
+		if len(ev.Status.Deliveries) == 0 {
+			_, _ = fmt.Fprintf(w, "%s\t%s\t%s\t%s\t-\t0\t-\t-\n", ev.Name, ev.Spec.DocumentID, docType, ev.Status.Phase)
+		}
+		for _, d := range ev.Status.Deliveries {
+			sig := "not verified"
+			if recv.isVerified(d.DeliveryID) {
+				sig = "verified"
+			}
+			_, _ = fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", ev.Name, ev.Spec.DocumentID, docType,
+				ev.Status.Phase, d.Endpoint, d.Attempts, d.LastStatusCode, sig)
+		}
+	}
+	_ = w.Flush()
+	fmt.Println()
+}
+
+func keepRunning(ctx context.Context, cluster *localcluster.Cluster) error {
+	admin, err := cluster.Env.AddUser(envtest.User{Name: "demo-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return err
+	}
+	kubeconfig, err := admin.KubeConfig()
+	if err != nil {
+		return err
+	}
+	path, err := filepath.Abs(filepath.Join("bin", "demo.kubeconfig"))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
+		return err
+	}
+	step("Still running (DEMO_KEEP=1). Try:\n    kubectl --kubeconfig %s -n %s get whe,de\nPress Ctrl-C to stop.", path, namespace)
+	<-ctx.Done()
+	return nil
+}
