@@ -155,7 +155,7 @@ func (s *Sender) Send(ctx context.Context, r Request) Result {
 }
 
 func describeStatus(resp *http.Response, excerpt []byte) string {
-	msg := fmt.Sprintf("HTTP %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
+	msg := strings.TrimSpace(fmt.Sprintf("HTTP %d %s", resp.StatusCode, http.StatusText(resp.StatusCode)))
 	if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode >= 300 && resp.StatusCode < 400 {
 		msg += " (redirect to " + redactURL(loc) + " not followed)"
 	}

@@ -100,14 +100,9 @@ func VerifyValues(secret []byte, timestamp, signature string, body []byte, opts 
 			return fmt.Errorf("%w (%s away, tolerance %s)", ErrTimestampExpired, skew.Round(time.Second), o.tolerance)
 		}
 	}
-	got, err := hex.DecodeString(signature)
-	if err != nil {
-		return ErrMismatch
-	}
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte(timestamp))
-	mac.Write(body)
-	if !hmac.Equal(got, mac.Sum(nil)) {
+	// Compare the header text itself with the lowercase hex encoding, so that only the documented
+	// form is accepted (hex.DecodeString would also accept uppercase digits).
+	if !hmac.Equal([]byte(signature), []byte(Sign(secret, timestamp, body))) {
 		return ErrMismatch
 	}
 	return nil
