@@ -307,7 +307,3 @@ type DocumentEventList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []DocumentEvent `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&DocumentEvent{}, &DocumentEventList{})
-}

@@ -135,7 +135,9 @@ type attempt struct {
 
 // dueAttempts ends deliveries whose endpoint is gone, holds back those whose endpoint is not ready, and
 // returns the rest of the due ones.
-func (r *DocumentEventReconciler) dueAttempts(ctx context.Context, ev *webhooksv1alpha1.DocumentEvent, endpoints []webhooksv1alpha1.WebhookEndpoint) ([]attempt, error) {
+func (r *DocumentEventReconciler) dueAttempts(
+	ctx context.Context, ev *webhooksv1alpha1.DocumentEvent, endpoints []webhooksv1alpha1.WebhookEndpoint,
+) ([]attempt, error) {
 	byName := make(map[string]*webhooksv1alpha1.WebhookEndpoint, len(endpoints))
 	for i := range endpoints {
 		byName[endpoints[i].Name] = &endpoints[i]

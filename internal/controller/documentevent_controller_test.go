@@ -257,7 +257,7 @@ var _ = Describe("DocumentEvent delivery", func() {
 		endpointsOf := func(ev *webhooksv1alpha1.DocumentEvent) []string {
 			got := getEvent(ev)(Default)
 			Expect(got.Status.Phase).To(Equal(webhooksv1alpha1.DocumentEventDelivered))
-			var names []string
+			names := make([]string, 0, len(got.Status.Deliveries))
 			for _, d := range got.Status.Deliveries {
 				names = append(names, d.Endpoint)
 			}
