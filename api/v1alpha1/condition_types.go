@@ -70,3 +70,23 @@ const (
 
 // DefaultSigningSecretKey is the Secret key read when spec.secretRef.key is empty.
 const DefaultSigningSecretKey = "signingSecret"
+
+// Reasons of the Kubernetes Events the controllers emit. They are stable so that alerts and
+// `kubectl get events --field-selector reason=...` can rely on them. The happy path (a first attempt
+// that succeeds) emits none, so it costs no extra API write.
+const (
+	// DeliveredAfterRetriesEvent is a Normal event on a DocumentEvent whose delivery succeeded after at
+	// least one failed attempt.
+	DeliveredAfterRetriesEvent string = "DeliveredAfterRetries"
+
+	// DeliveryFailedEvent is a Warning event on a DocumentEvent whose delivery to one endpoint gave up
+	// (attempts exhausted or endpoint deleted).
+	DeliveryFailedEvent string = "DeliveryFailed"
+
+	// EndpointNotReadyEvent is a Warning event on a WebhookEndpoint that became not ready; the note
+	// carries the condition reason (SecretNotFound, SecretKeyMissing, InvalidURL, Suspended).
+	EndpointNotReadyEvent string = "EndpointNotReady"
+
+	// EndpointReadyEvent is a Normal event on a WebhookEndpoint that became ready again.
+	EndpointReadyEvent string = "EndpointReady"
+)

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sync"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -22,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 	"github.com/1flow/webhook-operator/internal/delivery"
@@ -37,8 +39,9 @@ type Sender interface {
 // they survive a restart, and a delivery recorded Delivered is never attempted again.
 type DocumentEventReconciler struct {
 	client.Client
-	Sender Sender
-	Clock  clock.PassiveClock
+	Sender   Sender
+	Recorder recorder.EventRecorder
+	Clock    clock.PassiveClock
 	// Jitter returns a random number in [0, 1) for backoff jitter.
 	Jitter func() float64
 
@@ -51,7 +54,7 @@ type DocumentEventReconciler struct {
 // +kubebuilder:rbac:groups=webhooks.1flow.io,resources=documentevents/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=webhooks.1flow.io,resources=webhookendpoints,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile attempts every due delivery of one event and records the outcomes in one status patch.
 func (r *DocumentEventReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
@@ -152,6 +155,7 @@ func (r *DocumentEventReconciler) dueAttempts(
 		ep := byName[d.Endpoint]
 		if ep == nil || !ep.DeletionTimestamp.IsZero() || deliveryID(ev, ep) != d.DeliveryID {
 			markEndpointDeleted(d)
+			r.emitOutcome(ev, d)
 			continue
 		}
 		if !isDue(d, now) {
@@ -192,6 +196,7 @@ func (r *DocumentEventReconciler) sendAll(ctx context.Context, ev *webhooksv1alp
 	for i, a := range attempts {
 		res := results[i]
 		recordAttempt(a.delivery, res, retryPolicyOf(a.endpoint), r.Jitter())
+		r.emitOutcome(ev, a.delivery)
 		logger.V(1).Info("delivery attempt", "endpoint", a.endpoint.Name, "deliveryId", a.delivery.DeliveryID,
 			"attempt", a.delivery.Attempts, "statusCode", res.StatusCode, "success", res.Success,
 			"durationMs", res.Duration.Milliseconds(), "error", res.Error)
@@ -205,6 +210,19 @@ func (r *DocumentEventReconciler) sendAll(ctx context.Context, ev *webhooksv1alp
 	}
 }
 
+// emitOutcome records an Event for the outcomes an operator wants to hear about: a delivery that gave
+// up, and one that succeeded only after retries.
+func (r *DocumentEventReconciler) emitOutcome(ev *webhooksv1alpha1.DocumentEvent, d *webhooksv1alpha1.EndpointDelivery) {
+	switch {
+	case d.Phase == webhooksv1alpha1.DeliveryFailed:
+		r.Recorder.Eventf(ev, nil, corev1.EventTypeWarning, webhooksv1alpha1.DeliveryFailedEvent, "Deliver",
+			"delivery to %s failed after %d attempts (%s): %s", d.Endpoint, d.Attempts, d.Reason, d.LastError)
+	case d.Phase == webhooksv1alpha1.DeliveryDelivered && d.Attempts > 1:
+		r.Recorder.Eventf(ev, nil, corev1.EventTypeNormal, webhooksv1alpha1.DeliveredAfterRetriesEvent, "Deliver",
+			"delivered to %s on attempt %d", d.Endpoint, d.Attempts)
+	}
+}
+
 // SetupWithManager registers the controller, its index and its watches.
 func (r *DocumentEventReconciler) SetupWithManager(mgr ctrl.Manager, shared *Shared, maxConcurrentReconciles int) error {
 	r.resolver, r.stats = shared.resolver, shared.stats
@@ -214,6 +232,9 @@ func (r *DocumentEventReconciler) SetupWithManager(mgr ctrl.Manager, shared *Sha
 	}
 	if r.Jitter == nil {
 		r.Jitter = rand.Float64
+	}
+	if r.Recorder == nil {
+		r.Recorder = mgr.GetEventRecorder("webhook-operator")
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &webhooksv1alpha1.DocumentEvent{},
 		waitingOnIndex, waitingOnEndpoints); err != nil {

@@ -128,6 +128,8 @@ var _ = Describe("DocumentEvent delivery", func() {
 
 		d := getEvent(ev)(Default).GetDelivery("flaky")
 		Expect(d.Attempts).To(Equal(int32(4)))
+		Eventually(eventNotes(ns, ev.Name, webhooksv1alpha1.DeliveredAfterRetriesEvent)).Should(ConsistOf(
+			"delivered to flaky on attempt 4"))
 		reqs := recv.received()
 		Expect(reqs).To(HaveLen(4))
 		for _, r := range reqs {
@@ -171,6 +173,8 @@ var _ = Describe("DocumentEvent delivery", func() {
 		Eventually(getEndpoint(ep)).Should(And(
 			HaveField("Status.LastDelivery.Success", false),
 			HaveField("Status.ConsecutiveFailures", int32(3))))
+		Eventually(eventNotes(ns, ev.Name, webhooksv1alpha1.DeliveryFailedEvent)).Should(ConsistOf(
+			And(ContainSubstring("hanging"), ContainSubstring("3 attempts"), ContainSubstring("AttemptsExhausted"))))
 	})
 
 	It("holds deliveries while the Secret is missing, never sending unsigned, and resumes once it exists", func() {
@@ -202,6 +206,9 @@ var _ = Describe("DocumentEvent delivery", func() {
 		Expect(req.header.Get("X-Webhook-Signature")).To(Equal(
 			independentSignature("finally", req.header.Get("X-Webhook-Timestamp"), req.body)))
 		Expect(getEndpoint(ep)(Default).Status.Conditions[0].Message).NotTo(ContainSubstring("finally"))
+		Eventually(eventNotes(ns, ep.Name, webhooksv1alpha1.EndpointNotReadyEvent)).Should(ConsistOf(
+			HavePrefix("SecretNotFound"), HavePrefix("SecretKeyMissing")))
+		Eventually(eventNotes(ns, ep.Name, webhooksv1alpha1.EndpointReadyEvent)).Should(HaveLen(1))
 	})
 
 	It("signs with the rotated secret on the next delivery without a restart", func() {
@@ -316,6 +323,8 @@ var _ = Describe("DocumentEvent delivery", func() {
 		d := getEvent(ev)(Default).GetDelivery("doomed")
 		Expect(d.Phase).To(Equal(webhooksv1alpha1.DeliveryFailed))
 		Expect(d.Reason).To(Equal(webhooksv1alpha1.EndpointDeletedReason))
+		Eventually(eventNotes(ns, ev.Name, webhooksv1alpha1.DeliveryFailedEvent)).Should(ConsistOf(
+			ContainSubstring("EndpointDeleted")))
 	})
 
 	It("fans one event out to several endpoints, each with its own delivery id", func() {

@@ -12,6 +12,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -153,6 +154,21 @@ func getEndpoint(ep *webhooksv1alpha1.WebhookEndpoint) func(Gomega) *webhooksv1a
 		out := &webhooksv1alpha1.WebhookEndpoint{}
 		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ep), out)).To(Succeed())
 		return out
+	}
+}
+
+// eventNotes returns the notes of the Kubernetes Events with the given reason about the named object.
+func eventNotes(ns, regarding, reason string) func(Gomega) []string {
+	return func(g Gomega) []string {
+		list := &eventsv1.EventList{}
+		g.Expect(k8sClient.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+		var notes []string
+		for _, e := range list.Items {
+			if e.Regarding.Name == regarding && e.Reason == reason {
+				notes = append(notes, e.Note)
+			}
+		}
+		return notes
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
@@ -18,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
@@ -27,7 +29,8 @@ import (
 // signing Secret, and writes the delivery summary collected by the DocumentEvent controller.
 type WebhookEndpointReconciler struct {
 	client.Client
-	Clock clock.PassiveClock
+	Clock    clock.PassiveClock
+	Recorder recorder.EventRecorder
 
 	resolver *endpointResolver
 	stats    *endpointStats
@@ -76,8 +79,24 @@ func (r *WebhookEndpointReconciler) reconcile(ctx context.Context, ep *webhooksv
 	}
 	// A bad URL or a missing Secret is not retried here: only a spec change or a Secret event can fix
 	// it, and both trigger a new reconcile.
+	previous := apimeta.FindStatusCondition(ep.Status.Conditions, webhooksv1alpha1.ReadyCondition)
+	if previous == nil || previous.Status != status || previous.Reason != ready.Reason {
+		r.emitReadiness(ep, previous, ready)
+	}
 	setCondition(ep, webhooksv1alpha1.ReadyCondition, status, ready.Reason, ready.Message)
 	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// emitReadiness records an Event when the endpoint stops accepting deliveries, for each new reason,
+// and when it accepts them again. The first observation of a ready endpoint is not news.
+func (r *WebhookEndpointReconciler) emitReadiness(ep *webhooksv1alpha1.WebhookEndpoint, previous *metav1.Condition, ready readiness) {
+	switch {
+	case !ready.Ready:
+		r.Recorder.Eventf(ep, nil, corev1.EventTypeWarning, webhooksv1alpha1.EndpointNotReadyEvent, "Validate",
+			"%s: %s", ready.Reason, ready.Message)
+	case previous != nil && previous.Status == metav1.ConditionFalse:
+		r.Recorder.Eventf(ep, nil, corev1.EventTypeNormal, webhooksv1alpha1.EndpointReadyEvent, "Validate", "%s", ready.Message)
+	}
 }
 
 // SetupWithManager registers the controller, its Secret index and its watches.
@@ -85,6 +104,9 @@ func (r *WebhookEndpointReconciler) SetupWithManager(mgr ctrl.Manager, shared *S
 	r.resolver, r.stats = shared.resolver, shared.stats
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
+	}
+	if r.Recorder == nil {
+		r.Recorder = mgr.GetEventRecorder("webhook-operator")
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &webhooksv1alpha1.WebhookEndpoint{},
 		secretRefIndex, func(obj client.Object) []string {
