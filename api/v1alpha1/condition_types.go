@@ -27,6 +27,10 @@ const (
 
 	// SuspendedReason means spec.suspend is true; deliveries wait until it is cleared.
 	SuspendedReason string = "Suspended"
+
+	// CircuitOpenReason means the endpoint failed spec.circuitBreaker.failureThreshold attempts in a
+	// row. Attempts pause until a probe after the cooldown succeeds; deliveries wait, none are dropped.
+	CircuitOpenReason string = "CircuitOpen"
 )
 
 // Reasons of the Delivered condition of a DocumentEvent.
@@ -89,4 +93,10 @@ const (
 
 	// EndpointReadyEvent is a Normal event on a WebhookEndpoint that became ready again.
 	EndpointReadyEvent string = "EndpointReady"
+
+	// CircuitOpenedEvent is a Warning event on a WebhookEndpoint whose circuit opened.
+	CircuitOpenedEvent string = "CircuitOpened"
+
+	// CircuitClosedEvent is a Normal event on a WebhookEndpoint whose circuit closed after a success.
+	CircuitClosedEvent string = "CircuitClosed"
 )

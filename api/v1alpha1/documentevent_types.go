@@ -35,6 +35,13 @@ type DocumentEventSpec struct {
 	// Unset means every endpoint of the namespace (subject to each endpoint's own filters).
 	// +optional
 	EndpointSelector *metav1.LabelSelector `json:"endpointSelector,omitempty"`
+
+	// TTLSecondsAfterFinished deletes the event this many seconds after it is Delivered or Failed, as Jobs
+	// do, so that pipelines creating millions of events do not fill etcd. Unset uses the manager's
+	// --default-ttl-after-finished (off unless set); 0 deletes it as soon as it finishes.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
 }
 
 // DocumentStatus is the processing status of the document.

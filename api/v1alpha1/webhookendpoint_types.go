@@ -16,10 +16,13 @@ const DocumentReadyEvent EventType = "document.ready"
 // Defaults applied by the getters below; the CRD schema carries the same values as +kubebuilder:default
 // so that objects read back from the API server show them.
 const (
-	DefaultTimeout         = 10 * time.Second
-	DefaultMaxAttempts     = 15
-	DefaultInitialInterval = 5 * time.Second
-	DefaultMaxInterval     = time.Hour
+	DefaultTimeout          = 10 * time.Second
+	DefaultMaxAttempts      = 15
+	DefaultInitialInterval  = 5 * time.Second
+	DefaultMaxInterval      = time.Hour
+	DefaultMaxInFlight      = 16
+	DefaultFailureThreshold = 10
+	DefaultCooldown         = 30 * time.Second
 )
 
 // WebhookEndpointSpec defines one receiver of document webhooks.
@@ -68,6 +71,39 @@ type WebhookEndpointSpec struct {
 	// Suspend pauses deliveries to this endpoint. Deliveries wait while it is true; none are dropped.
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
+
+	// MaxInFlight bounds the attempts in flight to this endpoint at once, and so the connections the
+	// operator opens to it. Further attempts queue; a slow endpoint only ever holds this many of the
+	// operator's global in-flight slots (--max-in-flight).
+	// +optional
+	// +kubebuilder:default=16
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=256
+	MaxInFlight int32 `json:"maxInFlight,omitempty"`
+
+	// CircuitBreaker pauses attempts to an endpoint that keeps failing.
+	// +optional
+	CircuitBreaker *CircuitBreakerPolicy `json:"circuitBreaker,omitempty"`
+}
+
+// CircuitBreakerPolicy opens the circuit after failureThreshold consecutive failed attempts: new attempts
+// pause (deliveries wait, none are dropped) until one probe attempt is made after the cooldown. The
+// first success closes the circuit again.
+type CircuitBreakerPolicy struct {
+	// FailureThreshold is the number of consecutive failed attempts that opens the circuit.
+	// +optional
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	FailureThreshold int32 `json:"failureThreshold,omitempty"`
+
+	// Cooldown is how long the circuit stays open before a probe attempt.
+	// +optional
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10ms') && duration(self) <= duration('1h')",message="cooldown must be between 10ms and 1h"
+	Cooldown *metav1.Duration `json:"cooldown,omitempty"`
 }
 
 // SecretKeyReference names one key of a Secret in the referring object's namespace.
@@ -211,6 +247,30 @@ func (in *WebhookEndpoint) GetMaxInterval() time.Duration {
 		return DefaultMaxInterval
 	}
 	return in.Spec.Retry.MaxInterval.Duration
+}
+
+// GetMaxInFlight returns the per-endpoint in-flight bound, defaulted.
+func (in *WebhookEndpoint) GetMaxInFlight() int {
+	if in.Spec.MaxInFlight <= 0 {
+		return DefaultMaxInFlight
+	}
+	return int(in.Spec.MaxInFlight)
+}
+
+// GetFailureThreshold returns the consecutive failures that open the circuit, defaulted.
+func (in *WebhookEndpoint) GetFailureThreshold() int32 {
+	if in.Spec.CircuitBreaker == nil || in.Spec.CircuitBreaker.FailureThreshold <= 0 {
+		return DefaultFailureThreshold
+	}
+	return in.Spec.CircuitBreaker.FailureThreshold
+}
+
+// GetCooldown returns how long an open circuit waits before a probe, defaulted.
+func (in *WebhookEndpoint) GetCooldown() time.Duration {
+	if in.Spec.CircuitBreaker == nil || in.Spec.CircuitBreaker.Cooldown == nil || in.Spec.CircuitBreaker.Cooldown.Duration <= 0 {
+		return DefaultCooldown
+	}
+	return in.Spec.CircuitBreaker.Cooldown.Duration
 }
 
 // GetSecretKey returns the Secret key that holds the signing secret, defaulted.

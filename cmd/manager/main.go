@@ -40,7 +40,12 @@ func main() {
 		enableLeaderElection    bool
 		leaderElectionNamespace string
 		maxConcurrentReconciles int
+		maxInFlight             int
 		statusFlushInterval     time.Duration
+		defaultTTL              time.Duration
+		gracefulShutdown        time.Duration
+		kubeAPIQPS              float64
+		kubeAPIBurst            int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0",
 		"The address the metrics endpoint binds to, for example :8443 (HTTPS) or :8080 (HTTP). 0 disables it.")
@@ -53,8 +58,18 @@ func main() {
 		"Elect a leader through a Lease, so that only one of several replicas delivers at a time.")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "",
 		"Namespace of the leader election Lease; defaults to the namespace the manager runs in.")
-	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 32,
-		"DocumentEvents reconciled in parallel. Each one may wait up to its endpoints' timeout.")
+	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 16,
+		"DocumentEvents reconciled in parallel. Reconciles never wait for HTTP; attempts run in the dispatcher.")
+	flag.IntVar(&maxInFlight, "max-in-flight", controller.DefaultMaxInFlight,
+		"Delivery attempts in flight at once across all endpoints. Each endpoint also has its own spec.maxInFlight.")
+	flag.DurationVar(&defaultTTL, "default-ttl-after-finished", 0,
+		"Delete Delivered or Failed DocumentEvents this long after they finish, unless spec.ttlSecondsAfterFinished "+
+			"is set. 0 (the default) keeps them.")
+	flag.DurationVar(&gracefulShutdown, "graceful-shutdown-timeout", 70*time.Second,
+		"How long SIGTERM waits for attempts in flight to finish and be recorded. Keep it above the largest "+
+			"spec.timeout (at most 60s) and below the Pod's terminationGracePeriodSeconds.")
+	flag.Float64Var(&kubeAPIQPS, "kube-api-qps", 200, "Client-side rate limit for requests to the API server, per second.")
+	flag.IntVar(&kubeAPIBurst, "kube-api-burst", 400, "Burst above --kube-api-qps for requests to the API server.")
 	flag.DurationVar(&statusFlushInterval, "endpoint-status-interval", controller.DefaultStatusFlushInterval,
 		"Minimum time between two writes of one WebhookEndpoint's delivery summary (lastDelivery, consecutiveFailures).")
 	opts := zap.Options{Development: false}
@@ -63,8 +78,11 @@ func main() {
 
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 
-	if maxConcurrentReconciles < 1 {
-		setupLog.Error(nil, "--max-concurrent-reconciles must be at least 1", "value", maxConcurrentReconciles)
+	if maxConcurrentReconciles < 1 || maxInFlight < 1 || defaultTTL < 0 {
+		setupLog.Error(nil, "--max-concurrent-reconciles and --max-in-flight must be at least 1, "+
+			"--default-ttl-after-finished at least 0",
+			"max-concurrent-reconciles", maxConcurrentReconciles, "max-in-flight", maxInFlight,
+			"default-ttl-after-finished", defaultTTL)
 		os.Exit(1)
 	}
 
@@ -81,7 +99,9 @@ func main() {
 		metricsOptions.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	restConfig := ctrl.GetConfigOrDie()
+	restConfig.QPS, restConfig.Burst = float32(kubeAPIQPS), kubeAPIBurst
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsOptions,
 		HealthProbeBindAddress:        probeAddr,
@@ -89,20 +109,29 @@ func main() {
 		LeaderElectionID:              "webhook-operator.webhooks.1flow.io",
 		LeaderElectionNamespace:       leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       &gracefulShutdown,
 	})
 	if err != nil {
 		setupLog.Error(err, "unable to create manager")
 		os.Exit(1)
 	}
 
-	shared := controller.NewShared(mgr.GetClient(), mgr.GetAPIReader(), statusFlushInterval)
+	shared, err := controller.NewShared(mgr, controller.Options{
+		Sender:              delivery.NewSender(),
+		MaxInFlight:         maxInFlight,
+		StatusFlushInterval: statusFlushInterval,
+	})
+	if err != nil {
+		setupLog.Error(err, "unable to set up the delivery engine")
+		os.Exit(1)
+	}
 	if err := (&controller.WebhookEndpointReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr, shared); err != nil {
 		setupLog.Error(err, "unable to create controller", "controller", "WebhookEndpoint")
 		os.Exit(1)
 	}
 	if err := (&controller.DocumentEventReconciler{
-		Client: mgr.GetClient(),
-		Sender: delivery.NewSender(),
+		Client:                  mgr.GetClient(),
+		DefaultTTLAfterFinished: defaultTTL,
 	}).SetupWithManager(mgr, shared, maxConcurrentReconciles); err != nil {
 		setupLog.Error(err, "unable to create controller", "controller", "DocumentEvent")
 		os.Exit(1)

@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
-	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -13,7 +14,6 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 	"github.com/1flow/webhook-operator/internal/delivery"
@@ -34,39 +35,49 @@ type Sender interface {
 	Send(ctx context.Context, r delivery.Request) delivery.Result
 }
 
-// DocumentEventReconciler delivers each DocumentEvent to its target endpoints and records every
-// attempt in the event's status. Retries are scheduled from status.deliveries[].nextAttemptTime, so
-// they survive a restart, and a delivery recorded Delivered is never attempted again.
+// DocumentEventReconciler decides which deliveries of an event are due, hands them to the dispatcher,
+// and records finished attempts in the event's status. Retries are scheduled from
+// status.deliveries[].nextAttemptTime, so they survive a restart, and a delivery recorded Delivered is
+// never attempted again. On the happy path an event costs one status write: the one that records the
+// outcome.
 type DocumentEventReconciler struct {
 	client.Client
-	Sender   Sender
-	Recorder recorder.EventRecorder
-	Clock    clock.PassiveClock
+	// APIReader reads events uncached when results are recorded during shutdown.
+	APIReader client.Reader
+	Recorder  recorder.EventRecorder
+	// DefaultTTLAfterFinished applies to events without spec.ttlSecondsAfterFinished; 0 keeps them.
+	DefaultTTLAfterFinished time.Duration
 	// Jitter returns a random number in [0, 1) for backoff jitter.
 	Jitter func() float64
 
-	resolver *endpointResolver
-	stats    *endpointStats
-	fresh    *freshnessGuard
+	shared *Shared
+	fresh  *freshnessGuard
 }
 
-// +kubebuilder:rbac:groups=webhooks.1flow.io,resources=documentevents,verbs=get;list;watch
+// +kubebuilder:rbac:groups=webhooks.1flow.io,resources=documentevents,verbs=get;list;watch;delete
 // +kubebuilder:rbac:groups=webhooks.1flow.io,resources=documentevents/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=webhooks.1flow.io,resources=webhookendpoints,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile attempts every due delivery of one event and records the outcomes in one status patch.
+// Reconcile records finished attempts, starts the due ones, and patches the status once.
 func (r *DocumentEventReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	ev := &webhooksv1alpha1.DocumentEvent{}
 	if err := r.Get(ctx, req.NamespacedName, ev); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.fresh.forget(req.NamespacedName)
+			r.shared.dispatcher.discard(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if !ev.DeletionTimestamp.IsZero() || isFinished(ev) {
+	if !ev.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
+	}
+	if isFinished(ev) {
+		// A result that arrives after its delivery ended (say, the endpoint was deleted meanwhile)
+		// has nothing left to change.
+		r.shared.dispatcher.discard(req.NamespacedName)
+		return r.expire(ctx, ev)
 	}
 	// The cache can lag behind our own last status patch; acting on the older copy would resend a
 	// delivery that is already recorded Delivered.
@@ -75,18 +86,28 @@ func (r *DocumentEventReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 
 	base := ev.DeepCopy()
+	recorded := r.shared.dispatcher.finished(req.NamespacedName)
 	defer func() {
-		ev.Status.ObservedGeneration = ev.Generation
-		if equality.Semantic.DeepEqual(base.Status, ev.Status) {
+		if err := r.patchStatus(ctx, base, ev); err != nil {
+			retErr = errors.Join(retErr, err)
 			return
 		}
-		if err := r.Status().Patch(ctx, ev, client.MergeFrom(base)); err != nil {
-			retErr = errors.Join(retErr, fmt.Errorf("patch DocumentEvent status: %w", err))
-			return
-		}
-		r.fresh.wrote(req.NamespacedName, ev.ResourceVersion)
+		r.shared.dispatcher.ack(req.NamespacedName, recorded)
 	}()
-	return r.reconcile(ctx, ev)
+	return r.reconcile(ctx, base, ev, recorded)
+}
+
+// patchStatus writes the status when it changed, and remembers the written version.
+func (r *DocumentEventReconciler) patchStatus(ctx context.Context, base, ev *webhooksv1alpha1.DocumentEvent) error {
+	ev.Status.ObservedGeneration = ev.Generation
+	if equality.Semantic.DeepEqual(base.Status, ev.Status) {
+		return nil
+	}
+	if err := r.Status().Patch(ctx, ev, client.MergeFrom(base)); err != nil {
+		return fmt.Errorf("patch DocumentEvent status: %w", err)
+	}
+	r.fresh.wrote(client.ObjectKeyFromObject(ev), ev.ResourceVersion)
+	return nil
 }
 
 func isFinished(ev *webhooksv1alpha1.DocumentEvent) bool {
@@ -94,7 +115,9 @@ func isFinished(ev *webhooksv1alpha1.DocumentEvent) bool {
 		ev.Status.ObservedGeneration == ev.Generation
 }
 
-func (r *DocumentEventReconciler) reconcile(ctx context.Context, ev *webhooksv1alpha1.DocumentEvent) (ctrl.Result, error) {
+func (r *DocumentEventReconciler) reconcile(
+	ctx context.Context, base, ev *webhooksv1alpha1.DocumentEvent, finished []finishedAttempt,
+) (ctrl.Result, error) {
 	endpoints := &webhooksv1alpha1.WebhookEndpointList{}
 	if err := r.List(ctx, endpoints, client.InNamespace(ev.Namespace)); err != nil {
 		return ctrl.Result{}, fmt.Errorf("list WebhookEndpoints: %w", err)
@@ -120,93 +143,199 @@ func (r *DocumentEventReconciler) reconcile(ctx context.Context, ev *webhooksv1a
 		return ctrl.Result{}, reconcile.TerminalError(err)
 	}
 
-	attempts, err := r.dueAttempts(ctx, ev, endpoints.Items)
+	learned := r.applyFinished(ctx, ev, endpoints.Items, finished)
+	hold, held, err := r.startDue(ctx, ev, endpoints.Items, body)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	r.sendAll(ctx, ev, attempts, body)
-
-	return ctrl.Result{RequeueAfter: summarize(ev, r.Clock.Now())}, nil
-}
-
-// attempt is one due delivery with what it needs to be sent.
-type attempt struct {
-	delivery *webhooksv1alpha1.EndpointDelivery
-	endpoint *webhooksv1alpha1.WebhookEndpoint
-	secret   []byte
-}
-
-// dueAttempts ends deliveries whose endpoint is gone, holds back those whose endpoint is not ready, and
-// returns the rest of the due ones.
-func (r *DocumentEventReconciler) dueAttempts(
-	ctx context.Context, ev *webhooksv1alpha1.DocumentEvent, endpoints []webhooksv1alpha1.WebhookEndpoint,
-) ([]attempt, error) {
-	byName := make(map[string]*webhooksv1alpha1.WebhookEndpoint, len(endpoints))
-	for i := range endpoints {
-		byName[endpoints[i].Name] = &endpoints[i]
+	requeue := summarize(ev, r.shared.clock.Now())
+	if hold > 0 && (requeue == 0 || hold < requeue) {
+		requeue = hold
 	}
-	now := r.Clock.Now()
-	var due []attempt
+
+	if !learned && !held && len(base.Status.Deliveries) == 0 && len(ev.Status.Deliveries) > 0 {
+		// The first attempts are only in flight: nothing is known yet that a restart would need, so
+		// the outcome is written once, when it arrives.
+		ev.Status = base.Status
+	}
+	if ev.Status.Phase == webhooksv1alpha1.DocumentEventDelivered || ev.Status.Phase == webhooksv1alpha1.DocumentEventFailed {
+		if ttl, ok := r.ttl(ev); ok {
+			requeue = max(ttl, time.Millisecond)
+		}
+	}
+	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// applyFinished records finished attempts in their deliveries and reports whether the status learned
+// anything a restart would need.
+func (r *DocumentEventReconciler) applyFinished(
+	ctx context.Context, ev *webhooksv1alpha1.DocumentEvent, endpoints []webhooksv1alpha1.WebhookEndpoint, finished []finishedAttempt,
+) bool {
+	byName := endpointsByName(endpoints)
+	learned := false
+	for _, f := range finished {
+		d := deliveryByID(ev, f.deliveryID)
+		if d == nil || d.Phase.IsFinal() || alreadyRecorded(d, f.result) {
+			continue
+		}
+		// When the endpoint is gone, the delivery stays open here and startDue ends it as EndpointDeleted.
+		policy := retryPolicy{maxAttempts: math.MaxInt32, initialInterval: time.Second, maxInterval: time.Second}
+		ep := byName[d.Endpoint]
+		if ep != nil {
+			policy = retryPolicyOf(ep)
+		}
+		recordAttempt(d, f.result, policy, r.Jitter())
+		r.emitOutcome(ev, d)
+		if ep != nil {
+			r.emitCircuit(ep, f.circuit)
+		}
+		learned = true
+		log.FromContext(ctx).V(1).Info("delivery attempt", "endpoint", d.Endpoint, "deliveryId", d.DeliveryID,
+			"attempt", d.Attempts, "statusCode", f.result.StatusCode, "success", f.result.Success,
+			"durationMs", f.result.Duration.Milliseconds(), "error", f.result.Error)
+	}
+	return learned
+}
+
+// alreadyRecorded makes recording idempotent: a result whose start time is already the delivery's
+// last attempt was recorded by an earlier reconcile (or by the shutdown flush).
+func alreadyRecorded(d *webhooksv1alpha1.EndpointDelivery, res delivery.Result) bool {
+	return d.LastAttemptTime != nil && d.LastAttemptTime.Equal(&metav1.MicroTime{Time: res.Start.Truncate(time.Microsecond)})
+}
+
+// startDue ends deliveries whose endpoint is gone, holds back those whose endpoint is not ready, and
+// hands the due ones to the dispatcher. It returns how long until a held delivery should be looked at
+// again (0 when only watches can unblock it), and whether any delivery was ended or held.
+func (r *DocumentEventReconciler) startDue(
+	ctx context.Context, ev *webhooksv1alpha1.DocumentEvent, endpoints []webhooksv1alpha1.WebhookEndpoint, body []byte,
+) (hold time.Duration, held bool, err error) {
+	byName := endpointsByName(endpoints)
+	now := r.shared.clock.Now()
 	for i := range ev.Status.Deliveries {
 		d := &ev.Status.Deliveries[i]
-		if d.Phase.IsFinal() {
+		if d.Phase.IsFinal() || r.shared.dispatcher.isBusy(d.DeliveryID) {
 			continue
 		}
 		ep := byName[d.Endpoint]
 		if ep == nil || !ep.DeletionTimestamp.IsZero() || deliveryID(ev, ep) != d.DeliveryID {
 			markEndpointDeleted(d)
 			r.emitOutcome(ev, d)
+			held = true
 			continue
 		}
 		if !isDue(d, now) {
 			continue
 		}
-		secret, ready, err := r.resolver.resolve(ctx, ep)
-		if err != nil {
-			return nil, err
+		secret, ready, resolveErr := r.shared.resolver.resolve(ctx, ep)
+		if resolveErr != nil {
+			return 0, held, resolveErr
 		}
 		if !ready.Ready {
 			markWaiting(d, ready)
+			held = true
 			continue
 		}
-		due = append(due, attempt{delivery: d, endpoint: ep, secret: secret})
+		if ok, wait := r.shared.health.admit(ep, now); !ok {
+			circuit, _ := r.shared.health.circuitReadiness(ep)
+			markWaiting(d, circuit)
+			held = true
+			if hold == 0 || wait < hold {
+				hold = wait
+			}
+			continue
+		}
+		r.shared.dispatcher.submit(job{
+			event:      client.ObjectKeyFromObject(ev),
+			endpoint:   ep,
+			deliveryID: d.DeliveryID,
+			request: delivery.Request{
+				URL:     ep.Spec.URL,
+				Body:    body,
+				ID:      d.DeliveryID,
+				Secret:  secret,
+				Timeout: ep.GetTimeout(),
+			},
+		})
+		if d.Reason == webhooksv1alpha1.EndpointNotReadyReason {
+			d.Reason, d.LastError = "", ""
+		}
 	}
-	return due, nil
+	return hold, held, nil
 }
 
-// sendAll makes the attempts in parallel, so one slow endpoint does not delay the event's others, and
-// applies each result to its delivery.
-func (r *DocumentEventReconciler) sendAll(ctx context.Context, ev *webhooksv1alpha1.DocumentEvent, attempts []attempt, body []byte) {
-	results := make([]delivery.Result, len(attempts))
-	var wg sync.WaitGroup
-	for i, a := range attempts {
-		wg.Go(func() {
-			results[i] = r.Sender.Send(ctx, delivery.Request{
-				URL:     a.endpoint.Spec.URL,
-				Body:    body,
-				ID:      a.delivery.DeliveryID,
-				Secret:  a.secret,
-				Timeout: a.endpoint.GetTimeout(),
-			})
-		})
+func endpointsByName(endpoints []webhooksv1alpha1.WebhookEndpoint) map[string]*webhooksv1alpha1.WebhookEndpoint {
+	byName := make(map[string]*webhooksv1alpha1.WebhookEndpoint, len(endpoints))
+	for i := range endpoints {
+		byName[endpoints[i].Name] = &endpoints[i]
 	}
-	wg.Wait()
+	return byName
+}
 
-	logger := log.FromContext(ctx)
-	for i, a := range attempts {
-		res := results[i]
-		recordAttempt(a.delivery, res, retryPolicyOf(a.endpoint), r.Jitter())
-		r.emitOutcome(ev, a.delivery)
-		logger.V(1).Info("delivery attempt", "endpoint", a.endpoint.Name, "deliveryId", a.delivery.DeliveryID,
-			"attempt", a.delivery.Attempts, "statusCode", res.StatusCode, "success", res.Success,
-			"durationMs", res.Duration.Milliseconds(), "error", res.Error)
-		r.stats.record(client.ObjectKeyFromObject(a.endpoint), webhooksv1alpha1.LastDelivery{
-			Event:      ev.Name,
-			Time:       metav1.NewTime(res.Start),
-			StatusCode: int32(res.StatusCode),
-			DurationMs: res.Duration.Milliseconds(),
-			Success:    res.Success,
-		})
+func deliveryByID(ev *webhooksv1alpha1.DocumentEvent, id string) *webhooksv1alpha1.EndpointDelivery {
+	for i := range ev.Status.Deliveries {
+		if ev.Status.Deliveries[i].DeliveryID == id {
+			return &ev.Status.Deliveries[i]
+		}
+	}
+	return nil
+}
+
+// ttl returns how long until a finished event expires, if a TTL applies.
+func (r *DocumentEventReconciler) ttl(ev *webhooksv1alpha1.DocumentEvent) (time.Duration, bool) {
+	ttl := r.DefaultTTLAfterFinished
+	if ev.Spec.TTLSecondsAfterFinished != nil {
+		ttl = time.Duration(*ev.Spec.TTLSecondsAfterFinished) * time.Second
+	} else if ttl <= 0 {
+		return 0, false
+	}
+	finishedAt := r.shared.clock.Now()
+	if c := apimeta.FindStatusCondition(ev.Status.Conditions, webhooksv1alpha1.DeliveredCondition); c != nil {
+		finishedAt = c.LastTransitionTime.Time
+	}
+	return finishedAt.Add(ttl).Sub(r.shared.clock.Now()), true
+}
+
+// expire deletes a finished event once its TTL has passed.
+func (r *DocumentEventReconciler) expire(ctx context.Context, ev *webhooksv1alpha1.DocumentEvent) (ctrl.Result, error) {
+	remaining, ok := r.ttl(ev)
+	if !ok {
+		return ctrl.Result{}, nil
+	}
+	if remaining > 0 {
+		return ctrl.Result{RequeueAfter: remaining}, nil
+	}
+	err := r.Delete(ctx, ev, client.Preconditions{UID: &ev.UID})
+	if client.IgnoreNotFound(err) != nil {
+		return ctrl.Result{}, fmt.Errorf("delete expired DocumentEvent: %w", err)
+	}
+	log.FromContext(ctx).V(1).Info("deleted finished DocumentEvent after its TTL", "phase", ev.Status.Phase)
+	return ctrl.Result{}, nil
+}
+
+// recordOnShutdown writes the results that finished while the manager was stopping, reading each event
+// straight from the API server since the controllers have stopped.
+func (r *DocumentEventReconciler) recordOnShutdown(ctx context.Context, events []types.NamespacedName) {
+	logger := log.FromContext(ctx).WithName("shutdown")
+	for _, key := range events {
+		finished := r.shared.dispatcher.finished(key)
+		ev := &webhooksv1alpha1.DocumentEvent{}
+		if err := r.APIReader.Get(ctx, key, ev); err != nil {
+			logger.Error(err, "read DocumentEvent to record attempts", "event", key)
+			continue
+		}
+		endpoints := &webhooksv1alpha1.WebhookEndpointList{}
+		if err := r.APIReader.List(ctx, endpoints, client.InNamespace(key.Namespace)); err != nil {
+			logger.Error(err, "list WebhookEndpoints to record attempts", "event", key)
+			continue
+		}
+		base := ev.DeepCopy()
+		r.applyFinished(ctx, ev, endpoints.Items, finished)
+		summarize(ev, r.shared.clock.Now())
+		if err := r.patchStatus(ctx, base, ev); err != nil {
+			logger.Error(err, "record attempts at shutdown", "event", key)
+			continue
+		}
+		r.shared.dispatcher.ack(key, finished)
 	}
 }
 
@@ -223,19 +352,32 @@ func (r *DocumentEventReconciler) emitOutcome(ev *webhooksv1alpha1.DocumentEvent
 	}
 }
 
+// emitCircuit records an Event when an attempt opened or closed the endpoint's circuit.
+func (r *DocumentEventReconciler) emitCircuit(ep *webhooksv1alpha1.WebhookEndpoint, change circuitChange) {
+	switch change {
+	case circuitOpened:
+		r.Recorder.Eventf(ep, nil, corev1.EventTypeWarning, webhooksv1alpha1.CircuitOpenedEvent, "Deliver",
+			"circuit opened after %d consecutive failed attempts; probing every %s", ep.GetFailureThreshold(), ep.GetCooldown())
+	case circuitClosedAgain:
+		r.Recorder.Eventf(ep, nil, corev1.EventTypeNormal, webhooksv1alpha1.CircuitClosedEvent, "Deliver",
+			"circuit closed: an attempt succeeded")
+	}
+}
+
 // SetupWithManager registers the controller, its index and its watches.
 func (r *DocumentEventReconciler) SetupWithManager(mgr ctrl.Manager, shared *Shared, maxConcurrentReconciles int) error {
-	r.resolver, r.stats = shared.resolver, shared.stats
+	r.shared = shared
 	r.fresh = newFreshnessGuard()
-	if r.Clock == nil {
-		r.Clock = clock.RealClock{}
-	}
 	if r.Jitter == nil {
 		r.Jitter = rand.Float64
 	}
 	if r.Recorder == nil {
 		r.Recorder = mgr.GetEventRecorder("webhook-operator")
 	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
+	shared.dispatcher.onShutdown = r.recordOnShutdown
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &webhooksv1alpha1.DocumentEvent{},
 		waitingOnIndex, waitingOnEndpoints); err != nil {
 		return fmt.Errorf("index DocumentEvents by endpoint: %w", err)
@@ -245,6 +387,8 @@ func (r *DocumentEventReconciler) SetupWithManager(mgr ctrl.Manager, shared *Sha
 		Watches(&webhooksv1alpha1.WebhookEndpoint{},
 			handler.EnqueueRequestsFromMapFunc(r.eventsWaitingOn),
 			builder.WithPredicates(endpointUsabilityChanged())).
+		WatchesRawSource(source.Channel(shared.dispatcher.notify,
+			&handler.TypedEnqueueRequestForObject[*webhooksv1alpha1.DocumentEvent]{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrentReconciles}).
 		Named("documentevent").
 		Complete(r)

@@ -126,8 +126,12 @@ func recordAttempt(d *webhooksv1alpha1.EndpointDelivery, res delivery.Result, po
 		d.Phase = webhooksv1alpha1.DeliveryFailed
 		d.Reason = webhooksv1alpha1.AttemptsExhaustedReason
 	default:
-		next := metav1.NewMicroTime(res.Start.Add(res.Duration).Add(
-			delivery.Backoff(d.Attempts, policy.initialInterval, policy.maxInterval, unit)))
+		wait := delivery.Backoff(d.Attempts, policy.initialInterval, policy.maxInterval, unit)
+		if res.RetryAfter > 0 {
+			// The receiver said when it can take more; never wait longer than maxInterval for it.
+			wait = min(res.RetryAfter, policy.maxInterval)
+		}
+		next := metav1.NewMicroTime(res.Start.Add(res.Duration).Add(wait))
 		d.Phase = webhooksv1alpha1.DeliveryRetrying
 		d.Reason = webhooksv1alpha1.AttemptFailedReason
 		d.NextAttemptTime = &next

@@ -3,24 +3,58 @@ package controller
 import (
 	"time"
 
-	"sigs.k8s.io/controller-runtime/pkg/client"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
 )
 
-// DefaultStatusFlushInterval bounds how often one WebhookEndpoint's delivery summary is written.
-const DefaultStatusFlushInterval = time.Second
+// Defaults of the engine settings that the manager exposes as flags.
+const (
+	// DefaultStatusFlushInterval bounds how often one WebhookEndpoint's delivery summary is written.
+	DefaultStatusFlushInterval = time.Second
+	// DefaultMaxInFlight is the global bound on attempts in flight, across all endpoints.
+	DefaultMaxInFlight = 512
+)
 
-// Shared is the state both controllers use: the Secret resolver and the endpoint delivery summary.
-type Shared struct {
-	resolver *endpointResolver
-	stats    *endpointStats
+// Options configure the delivery engine shared by both controllers.
+type Options struct {
+	// Sender makes the HTTP attempts.
+	Sender Sender
+	// MaxInFlight bounds the attempts in flight across all endpoints.
+	MaxInFlight int
+	// StatusFlushInterval bounds how often one endpoint's delivery summary is written.
+	StatusFlushInterval time.Duration
+	// Clock is the time source; the real clock when nil.
+	Clock clock.PassiveClock
 }
 
-// NewShared builds the shared state. metadata reads Secret metadata from the manager cache; live reads
-// Secret values from the API server (the manager's API reader), so Secret values are never cached
-// cluster-wide.
-func NewShared(metadata, live client.Reader, statusFlushInterval time.Duration) *Shared {
-	return &Shared{
-		resolver: newEndpointResolver(metadata, live),
-		stats:    newEndpointStats(statusFlushInterval),
+// Shared is the state both controllers use: the Secret resolver, endpoint health and the dispatcher.
+type Shared struct {
+	clock      clock.PassiveClock
+	resolver   *endpointResolver
+	health     *endpointHealth
+	dispatcher *dispatcher
+}
+
+// NewShared builds the shared state and adds the dispatcher to the manager. Secret metadata is read
+// from the manager cache and Secret values straight from the API server (the manager's API reader),
+// so Secret values are never cached cluster-wide.
+func NewShared(mgr ctrl.Manager, opts Options) (*Shared, error) {
+	clk := opts.Clock
+	if clk == nil {
+		clk = clock.RealClock{}
 	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = DefaultMaxInFlight
+	}
+	if opts.StatusFlushInterval <= 0 {
+		opts.StatusFlushInterval = DefaultStatusFlushInterval
+	}
+	health := newEndpointHealth(opts.StatusFlushInterval)
+	s := &Shared{
+		clock:      clk,
+		resolver:   newEndpointResolver(mgr.GetClient(), mgr.GetAPIReader()),
+		health:     health,
+		dispatcher: newDispatcher(opts.Sender, health, opts.MaxInFlight, clk.Now),
+	}
+	return s, mgr.Add(s.dispatcher)
 }

@@ -63,12 +63,14 @@ var _ = BeforeSuite(func() {
 		HealthProbeBindAddress: "0",
 	})
 	Expect(err).NotTo(HaveOccurred())
-	shared := NewShared(mgr.GetClient(), mgr.GetAPIReader(), 200*time.Millisecond)
+	shared, err := NewShared(mgr, Options{
+		Sender:              delivery.NewSender(),
+		MaxInFlight:         64,
+		StatusFlushInterval: 200 * time.Millisecond,
+	})
+	Expect(err).NotTo(HaveOccurred())
 	Expect((&WebhookEndpointReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr, shared)).To(Succeed())
-	Expect((&DocumentEventReconciler{
-		Client: mgr.GetClient(),
-		Sender: delivery.NewSender(),
-	}).SetupWithManager(mgr, shared, 8)).To(Succeed())
+	Expect((&DocumentEventReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr, shared, 8)).To(Succeed())
 
 	go func() {
 		defer GinkgoRecover()

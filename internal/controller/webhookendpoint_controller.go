@@ -11,7 +11,6 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -29,11 +28,9 @@ import (
 // signing Secret, and writes the delivery summary collected by the DocumentEvent controller.
 type WebhookEndpointReconciler struct {
 	client.Client
-	Clock    clock.PassiveClock
 	Recorder recorder.EventRecorder
 
-	resolver *endpointResolver
-	stats    *endpointStats
+	shared *Shared
 }
 
 // +kubebuilder:rbac:groups=webhooks.1flow.io,resources=webhookendpoints,verbs=get;list;watch
@@ -45,7 +42,7 @@ func (r *WebhookEndpointReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	ep := &webhooksv1alpha1.WebhookEndpoint{}
 	if err := r.Get(ctx, req.NamespacedName, ep); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.stats.forget(req.NamespacedName)
+			r.shared.health.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -67,11 +64,14 @@ func (r *WebhookEndpointReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 
 func (r *WebhookEndpointReconciler) reconcile(ctx context.Context, ep *webhooksv1alpha1.WebhookEndpoint) (ctrl.Result, error) {
 	ep.Status.ObservedGeneration = ep.Generation
-	requeue := r.stats.flushInto(client.ObjectKeyFromObject(ep), &ep.Status, r.Clock.Now())
+	requeue := r.shared.health.flushInto(ep, r.shared.clock.Now())
 
-	_, ready, err := r.resolver.resolve(ctx, ep)
+	_, ready, err := r.shared.resolver.resolve(ctx, ep)
 	if err != nil {
 		return ctrl.Result{}, err
+	}
+	if circuit, open := r.shared.health.circuitReadiness(ep); ready.Ready && open {
+		ready = circuit
 	}
 	status := metav1.ConditionFalse
 	if ready.Ready {
@@ -101,10 +101,7 @@ func (r *WebhookEndpointReconciler) emitReadiness(ep *webhooksv1alpha1.WebhookEn
 
 // SetupWithManager registers the controller, its Secret index and its watches.
 func (r *WebhookEndpointReconciler) SetupWithManager(mgr ctrl.Manager, shared *Shared) error {
-	r.resolver, r.stats = shared.resolver, shared.stats
-	if r.Clock == nil {
-		r.Clock = clock.RealClock{}
-	}
+	r.shared = shared
 	if r.Recorder == nil {
 		r.Recorder = mgr.GetEventRecorder("webhook-operator")
 	}
@@ -123,7 +120,7 @@ func (r *WebhookEndpointReconciler) SetupWithManager(mgr ctrl.Manager, shared *S
 		// Metadata only: a Secret's resourceVersion is enough to know it changed, and Secret values stay
 		// out of the cache.
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.endpointsUsingSecret)).
-		WatchesRawSource(source.Channel(r.stats.notify,
+		WatchesRawSource(source.Channel(shared.health.notify,
 			&handler.TypedEnqueueRequestForObject[*webhooksv1alpha1.WebhookEndpoint]{})).
 		Named("webhookendpoint").
 		Complete(r)

@@ -57,6 +57,8 @@ type Result struct {
 	StatusCode int
 	// Success is true for a 2xx status.
 	Success bool
+	// RetryAfter is the wait a 429 or 503 response asked for with Retry-After; 0 when it asked for none.
+	RetryAfter time.Duration
 	// Error explains a failure in at most MaxErrorLength bytes. It never contains the URL's query or user
 	// information, nor the secret.
 	Error string
@@ -150,6 +152,9 @@ func (s *Sender) Send(ctx context.Context, r Request) Result {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
 	if !res.Success {
 		res.Error = describeStatus(resp, excerpt)
+		if honoursRetryAfter(resp.StatusCode) {
+			res.RetryAfter, _ = ParseRetryAfter(resp.Header.Get("Retry-After"), s.now())
+		}
 	}
 	return finish()
 }
