@@ -46,6 +46,9 @@ func main() {
 		gracefulShutdown        time.Duration
 		kubeAPIQPS              float64
 		kubeAPIBurst            int
+		leaseDuration           time.Duration
+		renewDeadline           time.Duration
+		retryPeriod             time.Duration
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0",
 		"The address the metrics endpoint binds to, for example :8443 (HTTPS) or :8080 (HTTP). 0 disables it.")
@@ -56,6 +59,12 @@ func main() {
 		"Serve metrics over HTTP/2 too. Off by default because of the HTTP/2 stream cancellation and rapid reset CVEs.")
 	flag.BoolVar(&enableLeaderElection, "leader-elect", false,
 		"Elect a leader through a Lease, so that only one of several replicas delivers at a time.")
+	flag.DurationVar(&leaseDuration, "leader-election-lease-duration", 15*time.Second,
+		"How long a standby replica waits after the last renewal before it takes the lead.")
+	flag.DurationVar(&renewDeadline, "leader-election-renew-deadline", 10*time.Second,
+		"How long the leader retries renewing its Lease before it gives up leading.")
+	flag.DurationVar(&retryPeriod, "leader-election-retry-period", 2*time.Second,
+		"How often leader election clients retry acquiring or renewing the Lease.")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "",
 		"Namespace of the leader election Lease; defaults to the namespace the manager runs in.")
 	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 16,
@@ -109,6 +118,9 @@ func main() {
 		LeaderElectionID:              "webhook-operator.webhooks.1flow.io",
 		LeaderElectionNamespace:       leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &leaseDuration,
+		RenewDeadline:                 &renewDeadline,
+		RetryPeriod:                   &retryPeriod,
 		GracefulShutdownTimeout:       &gracefulShutdown,
 	})
 	if err != nil {
