@@ -123,16 +123,8 @@ func (r *DocumentEventReconciler) reconcile(
 		return ctrl.Result{}, fmt.Errorf("list WebhookEndpoints: %w", err)
 	}
 
-	if len(ev.Status.Deliveries) == 0 {
-		targets, err := matchEndpoints(ev, endpoints.Items)
-		if err != nil {
-			// The spec is immutable, so a bad selector can never be fixed: fail without retrying.
-			ev.Status.Phase = webhooksv1alpha1.DocumentEventFailed
-			setCondition(ev, webhooksv1alpha1.DeliveredCondition, metav1.ConditionFalse,
-				webhooksv1alpha1.InvalidSelectorReason, err.Error())
-			return ctrl.Result{}, reconcile.TerminalError(err)
-		}
-		ev.Status.Deliveries = newDeliveries(ev, targets)
+	if err := ensureTargets(ev, endpoints.Items); err != nil {
+		return ctrl.Result{}, err
 	}
 
 	body, err := delivery.Marshal(payloadOf(ev))
@@ -164,6 +156,24 @@ func (r *DocumentEventReconciler) reconcile(
 		}
 	}
 	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// ensureTargets fills status.deliveries with the matching endpoints the first time the event is seen
+// (or, since the first write waits for an outcome, until an outcome was recorded).
+func ensureTargets(ev *webhooksv1alpha1.DocumentEvent, endpoints []webhooksv1alpha1.WebhookEndpoint) error {
+	if len(ev.Status.Deliveries) > 0 {
+		return nil
+	}
+	targets, err := matchEndpoints(ev, endpoints)
+	if err != nil {
+		// The spec is immutable, so a bad selector can never be fixed: fail without retrying.
+		ev.Status.Phase = webhooksv1alpha1.DocumentEventFailed
+		setCondition(ev, webhooksv1alpha1.DeliveredCondition, metav1.ConditionFalse,
+			webhooksv1alpha1.InvalidSelectorReason, err.Error())
+		return reconcile.TerminalError(err)
+	}
+	ev.Status.Deliveries = newDeliveries(ev, targets)
+	return nil
 }
 
 // applyFinished records finished attempts in their deliveries and reports whether the status learned
@@ -329,6 +339,10 @@ func (r *DocumentEventReconciler) recordOnShutdown(ctx context.Context, events [
 			continue
 		}
 		base := ev.DeepCopy()
+		if err := ensureTargets(ev, endpoints.Items); err != nil {
+			logger.Error(err, "match endpoints to record attempts", "event", key)
+			continue
+		}
 		r.applyFinished(ctx, ev, endpoints.Items, finished)
 		summarize(ev, r.shared.clock.Now())
 		if err := r.patchStatus(ctx, base, ev); err != nil {
