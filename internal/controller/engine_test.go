@@ -67,7 +67,7 @@ var _ = Describe("Delivery engine", func() {
 		for i := range 12 {
 			newEvent(ns, "stuck-"+string(rune('a'+i)), to("hanging"))
 		}
-		var fine []*webhooksv1alpha1.DocumentEvent
+		fine := make([]*webhooksv1alpha1.DocumentEvent, 0, 5)
 		for i := range 5 {
 			fine = append(fine, newEvent(ns, "fine-"+string(rune('a'+i)), to("healthy")))
 		}
@@ -75,13 +75,13 @@ var _ = Describe("Delivery engine", func() {
 		for _, ev := range fine {
 			Eventually(getEvent(ev), 5*time.Second).Should(havePhase(webhooksv1alpha1.DocumentEventDelivered))
 		}
-		Expect(len(hanging.received())).To(Equal(2), "the hanging endpoint never has more than maxInFlight attempts open")
+		Expect(hanging.received()).To(HaveLen(2), "the hanging endpoint never has more than maxInFlight attempts open")
 	})
 
 	It("never exceeds an endpoint's maxInFlight and still delivers every event", func() {
 		recv := newConcurrencyReceiver(100 * time.Millisecond)
 		newEndpoint(ns, "narrow", recv.URL, func(ep *webhooksv1alpha1.WebhookEndpoint) { ep.Spec.MaxInFlight = 3 })
-		var events []*webhooksv1alpha1.DocumentEvent
+		events := make([]*webhooksv1alpha1.DocumentEvent, 0, 15)
 		for i := range 15 {
 			events = append(events, newEvent(ns, "burst-"+string(rune('a'+i))))
 		}
