@@ -22,11 +22,29 @@ const (
 	// SecretKeyMissingReason means the referenced Secret exists but has no (or an empty) value at the key.
 	SecretKeyMissingReason string = "SecretKeyMissing"
 
+	// SecretInvalidReason means the signing secret cannot be used by the endpoint's scheme (for example
+	// a whsec_ value that is not valid base64).
+	SecretInvalidReason string = "SecretInvalid"
+
 	// InvalidURLReason means spec.url passed admission but cannot be used (for example, an unparsable host).
 	InvalidURLReason string = "InvalidURL"
 
 	// SuspendedReason means spec.suspend is true; deliveries wait until it is cleared.
 	SuspendedReason string = "Suspended"
+
+	// InsecureURLReason means spec.url uses http while the manager runs with --require-https.
+	InsecureURLReason string = "InsecureURL"
+
+	// DestinationBlockedReason means the egress policy (--blocked-cidrs, --allowed-cidrs,
+	// --block-private-networks) refuses the address spec.url resolves to. Deliveries wait until the
+	// endpoint's spec changes.
+	DestinationBlockedReason string = "DestinationBlocked"
+
+	// TLSSecretNotFoundReason means a Secret named in spec.tls does not exist in the endpoint's namespace.
+	TLSSecretNotFoundReason string = "TLSSecretNotFound"
+
+	// TLSSecretInvalidReason means a Secret named in spec.tls lacks ca.crt, or tls.crt and tls.key.
+	TLSSecretInvalidReason string = "TLSSecretInvalid"
 
 	// CircuitOpenReason means the endpoint failed spec.circuitBreaker.failureThreshold attempts in a
 	// row. Attempts pause until a probe after the cooldown succeeds; deliveries wait, none are dropped.
@@ -72,8 +90,16 @@ const (
 	EndpointNotReadyReason string = "EndpointNotReady"
 )
 
-// DefaultSigningSecretKey is the Secret key read when spec.secretRef.key is empty.
-const DefaultSigningSecretKey = "signingSecret"
+// Secret keys the operator reads.
+const (
+	// DefaultSigningSecretKey is the Secret key read when spec.secretRef.key is empty.
+	DefaultSigningSecretKey = "signingSecret"
+	// PreviousSigningSecretKey optionally holds the key being rotated out. The standard-webhooks scheme
+	// signs with both keys while it is present.
+	PreviousSigningSecretKey = "previousSigningSecret"
+	// CACertKey is the key of spec.tls.caSecretRef that holds PEM root certificates.
+	CACertKey = "ca.crt"
+)
 
 // Reasons of the Kubernetes Events the controllers emit. They are stable so that alerts and
 // `kubectl get events --field-selector reason=...` can rely on them. The happy path (a first attempt

@@ -84,6 +84,59 @@ type WebhookEndpointSpec struct {
 	// CircuitBreaker pauses attempts to an endpoint that keeps failing.
 	// +optional
 	CircuitBreaker *CircuitBreakerPolicy `json:"circuitBreaker,omitempty"`
+
+	// Signature selects how requests are signed.
+	// +optional
+	Signature *SignaturePolicy `json:"signature,omitempty"`
+
+	// TLS configures a private CA and a client certificate for https URLs. There is deliberately no way
+	// to skip certificate verification.
+	// +optional
+	TLS *EndpointTLS `json:"tls,omitempty"`
+}
+
+// SignatureScheme names a request signing scheme.
+// +kubebuilder:validation:Enum="1flow";"standard-webhooks"
+type SignatureScheme string
+
+// Signature schemes.
+const (
+	// SignatureScheme1Flow sends X-Webhook-Timestamp (Unix milliseconds) and X-Webhook-Signature (hex
+	// HMAC-SHA256 of timestamp + body), signed with the current key only.
+	SignatureScheme1Flow SignatureScheme = "1flow"
+	// SignatureSchemeStandardWebhooks sends webhook-id, webhook-timestamp and webhook-signature as the
+	// Standard Webhooks specification defines; during a key rotation it carries both signatures.
+	SignatureSchemeStandardWebhooks SignatureScheme = "standard-webhooks"
+)
+
+// SignaturePolicy configures request signing.
+type SignaturePolicy struct {
+	// Scheme is the signing scheme.
+	// +optional
+	// +kubebuilder:default="1flow"
+	Scheme SignatureScheme `json:"scheme,omitempty"`
+}
+
+// EndpointTLS names Secrets, in the endpoint's namespace, with TLS material for the receiver.
+type EndpointTLS struct {
+	// CASecretRef names a Secret whose key ca.crt holds PEM root certificates trusted in addition to the
+	// system roots, for receivers with a private CA.
+	// +optional
+	CASecretRef *LocalSecretReference `json:"caSecretRef,omitempty"`
+
+	// ClientCertSecretRef names a kubernetes.io/tls Secret (keys tls.crt and tls.key) presented as the
+	// client certificate, for receivers that require mutual TLS.
+	// +optional
+	ClientCertSecretRef *LocalSecretReference `json:"clientCertSecretRef,omitempty"`
+}
+
+// LocalSecretReference names a Secret in the referring object's namespace.
+type LocalSecretReference struct {
+	// Name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
 }
 
 // CircuitBreakerPolicy opens the circuit after failureThreshold consecutive failed attempts: new attempts
@@ -271,6 +324,14 @@ func (in *WebhookEndpoint) GetCooldown() time.Duration {
 		return DefaultCooldown
 	}
 	return in.Spec.CircuitBreaker.Cooldown.Duration
+}
+
+// GetSignatureScheme returns the signing scheme, defaulted.
+func (in *WebhookEndpoint) GetSignatureScheme() SignatureScheme {
+	if in.Spec.Signature == nil || in.Spec.Signature.Scheme == "" {
+		return SignatureScheme1Flow
+	}
+	return in.Spec.Signature.Scheme
 }
 
 // GetSecretKey returns the Secret key that holds the signing secret, defaulted.

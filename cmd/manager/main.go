@@ -5,12 +5,14 @@ import (
 	"crypto/tls"
 	"flag"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -49,6 +51,11 @@ func main() {
 		leaseDuration           time.Duration
 		renewDeadline           time.Duration
 		retryPeriod             time.Duration
+		blockedCIDRs            string
+		allowedCIDRs            string
+		blockPrivateNetworks    bool
+		requireHTTPS            bool
+		watchNamespaces         string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0",
 		"The address the metrics endpoint binds to, for example :8443 (HTTPS) or :8080 (HTTP). 0 disables it.")
@@ -81,6 +88,18 @@ func main() {
 	flag.IntVar(&kubeAPIBurst, "kube-api-burst", 400, "Burst above --kube-api-qps for requests to the API server.")
 	flag.DurationVar(&statusFlushInterval, "endpoint-status-interval", controller.DefaultStatusFlushInterval,
 		"Minimum time between two writes of one WebhookEndpoint's delivery summary (lastDelivery, consecutiveFailures).")
+	flag.StringVar(&blockedCIDRs, "blocked-cidrs", strings.Join(delivery.DefaultBlockedCIDRs, ","),
+		"Comma-separated CIDRs the operator never connects to, checked against the resolved IP at dial time. "+
+			"The default covers loopback, link-local (cloud metadata such as 169.254.169.254), 0.0.0.0/8 and their IPv6 forms.")
+	flag.StringVar(&allowedCIDRs, "allowed-cidrs", "",
+		"Comma-separated CIDRs that are allowed even when --blocked-cidrs or --block-private-networks covers them.")
+	flag.BoolVar(&blockPrivateNetworks, "block-private-networks", false,
+		"Also block RFC 1918, carrier-grade NAT and IPv6 unique-local addresses. Off by default because "+
+			"in-cluster receivers are common; turn it on when every receiver is on the internet.")
+	flag.BoolVar(&requireHTTPS, "require-https", false,
+		"Refuse http:// endpoint URLs (Ready=False, reason InsecureURL).")
+	flag.StringVar(&watchNamespaces, "watch-namespaces", "",
+		"Comma-separated namespaces to serve; empty serves the whole cluster.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -92,6 +111,12 @@ func main() {
 			"--default-ttl-after-finished at least 0",
 			"max-concurrent-reconciles", maxConcurrentReconciles, "max-in-flight", maxInFlight,
 			"default-ttl-after-finished", defaultTTL)
+		os.Exit(1)
+	}
+
+	egress, err := delivery.NewEgressPolicy(splitList(blockedCIDRs), splitList(allowedCIDRs), blockPrivateNetworks)
+	if err != nil {
+		setupLog.Error(err, "invalid egress flags")
 		os.Exit(1)
 	}
 
@@ -110,8 +135,16 @@ func main() {
 
 	restConfig := ctrl.GetConfigOrDie()
 	restConfig.QPS, restConfig.Burst = float32(kubeAPIQPS), kubeAPIBurst
+	cacheOptions := cache.Options{}
+	if namespaces := splitList(watchNamespaces); len(namespaces) > 0 {
+		cacheOptions.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range namespaces {
+			cacheOptions.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                        scheme,
+		Cache:                         cacheOptions,
 		Metrics:                       metricsOptions,
 		HealthProbeBindAddress:        probeAddr,
 		LeaderElection:                enableLeaderElection,
@@ -129,9 +162,11 @@ func main() {
 	}
 
 	shared, err := controller.NewShared(mgr, controller.Options{
-		Sender:              delivery.NewSender(),
+		Sender:              delivery.NewSender(delivery.WithEgressPolicy(egress)),
 		MaxInFlight:         maxInFlight,
 		StatusFlushInterval: statusFlushInterval,
+		RequireHTTPS:        requireHTTPS,
+		Egress:              egress,
 	})
 	if err != nil {
 		setupLog.Error(err, "unable to set up the delivery engine")
@@ -163,4 +198,15 @@ func main() {
 		setupLog.Error(err, "problem running manager")
 		os.Exit(1)
 	}
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(value string) []string {
+	var out []string
+	for _, item := range strings.Split(value, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }

@@ -119,13 +119,19 @@ func (d *dispatcher) run(l *lane, j job) {
 	res := d.sender.Send(context.Background(), j.request)
 	<-d.global
 
-	change := d.health.record(j.endpoint, webhooksv1alpha1.LastDelivery{
-		Event:      j.event.Name,
-		Time:       metav1.NewTime(res.Start),
-		StatusCode: int32(res.StatusCode),
-		DurationMs: res.Duration.Milliseconds(),
-		Success:    res.Success,
-	}, d.now())
+	change := circuitUnchanged
+	if res.Blocked {
+		// Our own policy refused the connection: the receiver did not fail, so the breaker is not told.
+		d.health.block(j.endpoint, res.Error)
+	} else {
+		change = d.health.record(j.endpoint, webhooksv1alpha1.LastDelivery{
+			Event:      j.event.Name,
+			Time:       metav1.NewTime(res.Start),
+			StatusCode: int32(res.StatusCode),
+			DurationMs: res.Duration.Milliseconds(),
+			Success:    res.Success,
+		}, d.now())
+	}
 
 	d.mu.Lock()
 	d.done[j.event] = append(d.done[j.event], finishedAttempt{deliveryID: j.deliveryID, result: res, circuit: change})

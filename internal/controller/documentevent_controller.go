@@ -28,6 +28,7 @@ import (
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 	"github.com/1flow/webhook-operator/internal/delivery"
+	"github.com/1flow/webhook-operator/pkg/signature"
 )
 
 // Sender makes one delivery attempt; *delivery.Sender implements it.
@@ -195,6 +196,10 @@ func (r *DocumentEventReconciler) applyFinished(
 			policy = retryPolicyOf(ep)
 		}
 		recordAttempt(d, f.result, policy, r.Jitter())
+		if f.result.Blocked {
+			// Retrying cannot help until the URL changes; startDue holds it while the block stands.
+			d.Reason, d.NextAttemptTime = webhooksv1alpha1.DestinationBlockedReason, nil
+		}
 		r.emitOutcome(ev, d)
 		if ep != nil {
 			r.emitCircuit(ep, f.circuit)
@@ -236,12 +241,15 @@ func (r *DocumentEventReconciler) startDue(
 		if !isDue(d, now) {
 			continue
 		}
-		secret, ready, resolveErr := r.shared.resolver.resolve(ctx, ep)
+		creds, rd, resolveErr := r.shared.resolver.resolve(ctx, ep)
 		if resolveErr != nil {
 			return 0, held, resolveErr
 		}
-		if !ready.Ready {
-			markWaiting(d, ready)
+		if blocked, ok := r.shared.health.blockedReadiness(ep); rd.Ready && ok {
+			rd = blocked
+		}
+		if !rd.Ready {
+			markWaiting(d, rd)
 			held = true
 			continue
 		}
@@ -258,19 +266,31 @@ func (r *DocumentEventReconciler) startDue(
 			event:      client.ObjectKeyFromObject(ev),
 			endpoint:   ep,
 			deliveryID: d.DeliveryID,
-			request: delivery.Request{
-				URL:     ep.Spec.URL,
-				Body:    body,
-				ID:      d.DeliveryID,
-				Secret:  secret,
-				Timeout: ep.GetTimeout(),
-			},
+			request:    attemptRequest(ep, d.DeliveryID, body, creds),
 		})
 		if d.Reason == webhooksv1alpha1.EndpointNotReadyReason {
 			d.Reason, d.LastError = "", ""
 		}
 	}
 	return hold, held, nil
+}
+
+func attemptRequest(ep *webhooksv1alpha1.WebhookEndpoint, id string, body []byte, creds credentials) delivery.Request {
+	req := delivery.Request{
+		URL:     ep.Spec.URL,
+		Body:    body,
+		ID:      id,
+		Timeout: ep.GetTimeout(),
+		Scheme:  signature.Scheme(ep.GetSignatureScheme()),
+		TLS:     creds.tls,
+	}
+	if len(creds.signing) > 0 {
+		req.Secret = creds.signing[0]
+	}
+	if len(creds.signing) > 1 {
+		req.PreviousSecret = creds.signing[1]
+	}
+	return req
 }
 
 func endpointsByName(endpoints []webhooksv1alpha1.WebhookEndpoint) map[string]*webhooksv1alpha1.WebhookEndpoint {

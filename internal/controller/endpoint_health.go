@@ -41,6 +41,10 @@ type healthEntry struct {
 	openedAt  time.Time
 	dirty     bool
 	lastFlush time.Time
+	// blockedGeneration is the endpoint generation whose URL the egress policy refused (0: none). Only a
+	// spec change, which bumps the generation, lifts the block.
+	blockedGeneration int64
+	blockedMessage    string
 }
 
 func newEndpointHealth(flushInterval time.Duration) *endpointHealth {
@@ -125,11 +129,38 @@ func (h *endpointHealth) record(ep *webhooksv1alpha1.WebhookEndpoint, last webho
 	h.mu.Unlock()
 
 	if wake {
-		obj := &webhooksv1alpha1.WebhookEndpoint{}
-		obj.Namespace, obj.Name = ep.Namespace, ep.Name
-		h.notify <- event.TypedGenericEvent[*webhooksv1alpha1.WebhookEndpoint]{Object: obj}
+		h.wake(ep)
 	}
 	return change
+}
+
+// block notes that the egress policy refused the endpoint's destination.
+func (h *endpointHealth) block(ep *webhooksv1alpha1.WebhookEndpoint, message string) {
+	h.mu.Lock()
+	e := h.entry(ep)
+	wake := e.blockedGeneration != ep.Generation
+	e.blockedGeneration, e.blockedMessage = ep.Generation, message
+	h.mu.Unlock()
+	if wake {
+		h.wake(ep)
+	}
+}
+
+// blockedReadiness returns DestinationBlocked readiness while the current generation is blocked.
+func (h *endpointHealth) blockedReadiness(ep *webhooksv1alpha1.WebhookEndpoint) (readiness, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e := h.entry(ep)
+	if e.blockedGeneration == 0 || e.blockedGeneration != ep.Generation {
+		return readiness{}, false
+	}
+	return notReady(webhooksv1alpha1.DestinationBlockedReason, "%s; deliveries wait until spec.url changes", e.blockedMessage), true
+}
+
+func (h *endpointHealth) wake(ep *webhooksv1alpha1.WebhookEndpoint) {
+	obj := &webhooksv1alpha1.WebhookEndpoint{}
+	obj.Namespace, obj.Name = ep.Namespace, ep.Name
+	h.notify <- event.TypedGenericEvent[*webhooksv1alpha1.WebhookEndpoint]{Object: obj}
 }
 
 // circuitReadiness returns CircuitOpen readiness while the circuit is open or probing.

@@ -85,10 +85,14 @@ func markEndpointDeleted(d *webhooksv1alpha1.EndpointDelivery) {
 	d.LastError = "the WebhookEndpoint was deleted (or recreated) before the delivery succeeded"
 }
 
-// markWaiting records why a due delivery is held back without counting an attempt.
-func markWaiting(d *webhooksv1alpha1.EndpointDelivery, ready readiness) {
+// markWaiting records why a due delivery is held back without counting an attempt. A blocked
+// destination keeps its own reason, since it is what the delivery failed with.
+func markWaiting(d *webhooksv1alpha1.EndpointDelivery, rd readiness) {
 	d.Reason = webhooksv1alpha1.EndpointNotReadyReason
-	d.LastError = ready.Reason + ": " + ready.Message
+	if rd.Reason == webhooksv1alpha1.DestinationBlockedReason {
+		d.Reason = webhooksv1alpha1.DestinationBlockedReason
+	}
+	d.LastError = rd.Reason + ": " + rd.Message
 }
 
 // retryPolicy is what recordAttempt needs from an endpoint.
@@ -154,7 +158,8 @@ func summarize(ev *webhooksv1alpha1.DocumentEvent, now time.Time) time.Duration 
 			if d.Attempts > 0 {
 				attempted++
 			}
-			if d.NextAttemptTime != nil && d.Reason != webhooksv1alpha1.EndpointNotReadyReason {
+			if d.NextAttemptTime != nil && d.Reason != webhooksv1alpha1.EndpointNotReadyReason &&
+				d.Reason != webhooksv1alpha1.DestinationBlockedReason {
 				wait := max(d.NextAttemptTime.Sub(now), time.Millisecond)
 				if requeue == 0 || wait < requeue {
 					requeue = wait

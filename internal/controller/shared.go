@@ -3,8 +3,11 @@ package controller
 import (
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/1flow/webhook-operator/internal/delivery"
 )
 
 // Defaults of the engine settings that the manager exposes as flags.
@@ -25,6 +28,11 @@ type Options struct {
 	StatusFlushInterval time.Duration
 	// Clock is the time source; the real clock when nil.
 	Clock clock.PassiveClock
+	// RequireHTTPS refuses http endpoint URLs (Ready=False, reason InsecureURL).
+	RequireHTTPS bool
+	// Egress is the policy the Sender enforces at dial time; the controllers also use it to report a
+	// URL whose IP literal is blocked before any attempt. Nil allows every address.
+	Egress *delivery.EgressPolicy
 }
 
 // Shared is the state both controllers use: the Secret resolver, endpoint health and the dispatcher.
@@ -51,8 +59,14 @@ func NewShared(mgr ctrl.Manager, opts Options) (*Shared, error) {
 	}
 	health := newEndpointHealth(opts.StatusFlushInterval)
 	s := &Shared{
-		clock:      clk,
-		resolver:   newEndpointResolver(mgr.GetClient(), mgr.GetAPIReader()),
+		clock: clk,
+		resolver: &endpointResolver{
+			metadata:     mgr.GetClient(),
+			live:         mgr.GetAPIReader(),
+			requireHTTPS: opts.RequireHTTPS,
+			egress:       opts.Egress,
+			secrets:      map[types.NamespacedName]cachedSecret{},
+		},
 		health:     health,
 		dispatcher: newDispatcher(opts.Sender, health, opts.MaxInFlight, clk.Now),
 	}

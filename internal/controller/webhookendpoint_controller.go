@@ -70,6 +70,9 @@ func (r *WebhookEndpointReconciler) reconcile(ctx context.Context, ep *webhooksv
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if blocked, ok := r.shared.health.blockedReadiness(ep); ready.Ready && ok {
+		ready = blocked
+	}
 	if circuit, open := r.shared.health.circuitReadiness(ep); ready.Ready && open {
 		ready = circuit
 	}
@@ -108,10 +111,10 @@ func (r *WebhookEndpointReconciler) SetupWithManager(mgr ctrl.Manager, shared *S
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &webhooksv1alpha1.WebhookEndpoint{},
 		secretRefIndex, func(obj client.Object) []string {
 			ep, ok := obj.(*webhooksv1alpha1.WebhookEndpoint)
-			if !ok || ep.Spec.SecretRef == nil {
+			if !ok {
 				return nil
 			}
-			return []string{ep.Spec.SecretRef.Name}
+			return referencedSecrets(ep)
 		}); err != nil {
 		return fmt.Errorf("index WebhookEndpoints by Secret: %w", err)
 	}
@@ -126,7 +129,24 @@ func (r *WebhookEndpointReconciler) SetupWithManager(mgr ctrl.Manager, shared *S
 		Complete(r)
 }
 
-const secretRefIndex = ".spec.secretRef.name"
+// secretRefIndex indexes endpoints by every Secret they reference (signing and TLS).
+const secretRefIndex = ".spec.secretRefs"
+
+func referencedSecrets(ep *webhooksv1alpha1.WebhookEndpoint) []string {
+	var names []string
+	if ep.Spec.SecretRef != nil {
+		names = append(names, ep.Spec.SecretRef.Name)
+	}
+	if t := ep.Spec.TLS; t != nil {
+		if t.CASecretRef != nil {
+			names = append(names, t.CASecretRef.Name)
+		}
+		if t.ClientCertSecretRef != nil {
+			names = append(names, t.ClientCertSecretRef.Name)
+		}
+	}
+	return names
+}
 
 func (r *WebhookEndpointReconciler) endpointsUsingSecret(ctx context.Context, secret client.Object) []reconcile.Request {
 	endpoints := &webhooksv1alpha1.WebhookEndpointList{}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -43,8 +45,27 @@ type Request struct {
 	ID string
 	// Secret signs the request when non-empty; an empty secret sends no signature headers.
 	Secret []byte
+	// PreviousSecret is the key being rotated out; the standard-webhooks scheme signs with it too.
+	PreviousSecret []byte
+	// Scheme selects the signature headers; empty means the 1flow scheme.
+	Scheme signature.Scheme
 	// Timeout bounds the whole attempt.
 	Timeout time.Duration
+	// TLS holds the endpoint's private CA and client certificate; nil uses the system roots only.
+	TLS *TLSMaterial
+}
+
+// TLSMaterial is an endpoint's TLS configuration, from its Secrets.
+type TLSMaterial struct {
+	// Owner identifies the endpoint; the Sender keeps one connection pool per owner.
+	Owner string
+	// Version changes whenever the material changes (for example the Secrets' resourceVersions), so a
+	// rotated certificate takes effect on the next attempt.
+	Version string
+	// CAPEM holds extra root certificates, added to the system pool.
+	CAPEM []byte
+	// CertPEM and KeyPEM hold the client certificate for mutual TLS.
+	CertPEM, KeyPEM []byte
 }
 
 // Result is the classified outcome of one attempt.
@@ -59,15 +80,27 @@ type Result struct {
 	Success bool
 	// RetryAfter is the wait a 429 or 503 response asked for with Retry-After; 0 when it asked for none.
 	RetryAfter time.Duration
+	// Blocked is true when the egress policy refused the destination; retrying the same URL is futile.
+	Blocked bool
 	// Error explains a failure in at most MaxErrorLength bytes. It never contains the URL's query or user
 	// information, nor the secret.
 	Error string
 }
 
-// Sender sends attempts over one shared HTTP client, so connections to an endpoint are reused.
+// Sender sends attempts over one shared HTTP client, so connections to an endpoint are reused. Endpoints
+// with their own TLS material get a client of their own, rebuilt only when the material changes.
 type Sender struct {
 	client *http.Client
 	now    func() time.Time
+	egress *EgressPolicy
+
+	mu         sync.Mutex
+	tlsClients map[string]versionedClient
+}
+
+type versionedClient struct {
+	version string
+	client  *http.Client
 }
 
 // Option configures a Sender.
@@ -78,6 +111,11 @@ func WithHTTPClient(c *http.Client) Option {
 	return func(s *Sender) { s.client = c }
 }
 
+// WithEgressPolicy refuses connections to the policy's blocked addresses, checked at dial time.
+func WithEgressPolicy(p *EgressPolicy) Option {
+	return func(s *Sender) { s.egress = p }
+}
+
 // WithClock sets the clock used for timestamps and durations.
 func WithClock(now func() time.Time) Option {
 	return func(s *Sender) { s.now = now }
@@ -86,32 +124,101 @@ func WithClock(now func() time.Time) Option {
 // NewSender returns a Sender with a keep-alive transport that verifies TLS and honours the standard
 // proxy environment variables.
 func NewSender(opts ...Option) *Sender {
-	s := &Sender{client: &http.Client{Transport: NewTransport()}, now: time.Now}
+	s := &Sender{now: time.Now, tlsClients: map[string]versionedClient{}}
 	for _, opt := range opts {
 		opt(s)
 	}
-	c := *s.client
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	// Each attempt carries its own deadline in its context.
-	c.Timeout = 0
-	s.client = &c
+	if s.client == nil {
+		s.client = &http.Client{Transport: newTransport(s.egress, &tls.Config{MinVersion: tls.VersionTLS12})}
+	}
+	s.client = noRedirects(s.client)
 	return s
 }
 
-// NewTransport returns the shared transport: pooled keep-alive connections, TLS 1.2+ with verification.
-func NewTransport() *http.Transport {
+func noRedirects(c *http.Client) *http.Client {
+	out := *c
+	out.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	// Each attempt carries its own deadline in its context.
+	out.Timeout = 0
+	return &out
+}
+
+// newTransport returns a transport with pooled keep-alive connections, TLS 1.2+ with verification, the
+// standard proxy environment variables, capped response headers, and the egress policy checked on every
+// dial. MaxIdleConnsPerHost is at least the largest spec.maxInFlight, so busy endpoints keep their
+// connections instead of reopening them.
+func newTransport(egress *EgressPolicy, tlsConfig *tls.Config) *http.Transport {
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	if egress != nil {
+		dialer.ControlContext = egress.control
+	}
 	return &http.Transport{
 		Proxy:                  http.ProxyFromEnvironment,
-		DialContext:            (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:            dialer.DialContext,
 		ForceAttemptHTTP2:      true,
-		MaxIdleConns:           1024,
-		MaxIdleConnsPerHost:    64,
+		MaxIdleConns:           4096,
+		MaxIdleConnsPerHost:    256,
 		IdleConnTimeout:        90 * time.Second,
 		TLSHandshakeTimeout:    10 * time.Second,
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: 64 << 10,
-		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12},
+		TLSClientConfig:        tlsConfig,
 	}
+}
+
+// clientFor returns the client for the request's TLS material, building it when the material is new.
+func (s *Sender) clientFor(m *TLSMaterial) (*http.Client, error) {
+	if m == nil {
+		return s.client, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.tlsClients[m.Owner]; ok && c.version == m.Version {
+		return c.client, nil
+	}
+	cfg, err := m.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	if old, ok := s.tlsClients[m.Owner]; ok {
+		old.client.CloseIdleConnections()
+	}
+	c := noRedirects(&http.Client{Transport: newTransport(s.egress, cfg)})
+	s.tlsClients[m.Owner] = versionedClient{version: m.Version, client: c}
+	return c, nil
+}
+
+// ForgetTLS drops the connection pool of an endpoint that no longer exists.
+func (s *Sender) ForgetTLS(owner string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.tlsClients[owner]; ok {
+		old.client.CloseIdleConnections()
+		delete(s.tlsClients, owner)
+	}
+}
+
+func (m *TLSMaterial) tlsConfig() (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if len(m.CAPEM) > 0 {
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(m.CAPEM) {
+			return nil, errors.New("ca.crt holds no PEM certificate")
+		}
+		cfg.RootCAs = pool
+	}
+	if len(m.CertPEM) > 0 || len(m.KeyPEM) > 0 {
+		cert, err := tls.X509KeyPair(m.CertPEM, m.KeyPEM)
+		if err != nil {
+			// The parse error names no key material, but keep it generic anyway.
+			return nil, errors.New("tls.crt and tls.key do not form a valid certificate and key pair")
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }
 
 // Send makes one attempt. It never returns an error: every outcome is a Result to record.
@@ -135,13 +242,28 @@ func (s *Sender) Send(ctx context.Context, r Request) Result {
 	req.Header.Set("User-Agent", UserAgent)
 	req.Header.Set(signature.HeaderID, r.ID)
 	if len(r.Secret) > 0 {
-		ts := signature.Timestamp(start)
-		req.Header.Set(signature.HeaderTimestamp, ts)
-		req.Header.Set(signature.HeaderSignature, signature.Sign(r.Secret, ts, r.Body))
+		scheme := r.Scheme
+		if scheme == "" {
+			scheme = signature.SchemeOneFlow
+		}
+		signed, err := signature.SignHeaders(scheme, r.ID, start, r.Body, r.Secret, r.PreviousSecret)
+		if err != nil {
+			res.Error = "cannot sign: " + err.Error()
+			return finish()
+		}
+		for name, values := range signed {
+			req.Header[name] = values
+		}
 	}
 
-	resp, err := s.client.Do(req)
+	client, err := s.clientFor(r.TLS)
 	if err != nil {
+		res.Error = "invalid TLS configuration: " + err.Error()
+		return finish()
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		res.Blocked = errors.Is(err, ErrDestinationBlocked)
 		res.Error = describeTransportError(err, r.Timeout)
 		return finish()
 	}
@@ -171,6 +293,13 @@ func describeStatus(resp *http.Response, excerpt []byte) string {
 }
 
 func describeTransportError(err error, timeout time.Duration) string {
+	if errors.Is(err, ErrDestinationBlocked) {
+		var opErr *net.OpError
+		if errors.As(err, &opErr) {
+			return opErr.Err.Error()
+		}
+		return ErrDestinationBlocked.Error()
+	}
 	var netErr net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()) {
 		return fmt.Sprintf("timeout: no response within %s", timeout)

@@ -189,6 +189,8 @@ func StartManager(ctx context.Context, binary, kubeconfig string, logFile *os.Fi
 		"--metrics-bind-address=0",
 		"--health-probe-bind-address=" + probes,
 		"--leader-election-namespace=" + LeaderElectionNamespace,
+		// The receivers of tests and the demo listen on loopback, which the egress policy blocks by default.
+		"--allowed-cidrs=127.0.0.0/8",
 	}, args...)...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
@@ -216,6 +218,9 @@ func StartManager(ctx context.Context, binary, kubeconfig string, logFile *os.Fi
 	}
 	return m, nil
 }
+
+// PID returns the manager's process id, for example to read its memory use from /proc.
+func (m *Manager) PID() int { return m.cmd.Process.Pid }
 
 // Stop sends SIGTERM and waits for a clean exit.
 func (m *Manager) Stop(timeout time.Duration) error {

@@ -1,0 +1,157 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"strings"
+	"syscall"
+)
+
+// DefaultBlockedCIDRs are never dialled unless --allowed-cidrs overrides them: loopback, link-local
+// (which holds 169.254.169.254 and the other cloud metadata addresses), "this network" 0.0.0.0/8, the
+// unspecified address, and their IPv6 equivalents, including IPv4-mapped forms.
+var DefaultBlockedCIDRs = []string{
+	"127.0.0.0/8",
+	"169.254.0.0/16",
+	"0.0.0.0/8",
+	"100.100.100.200/32", // Alibaba Cloud metadata
+	"::1/128",
+	"::/128",
+	"fe80::/10",
+	"fd00:ec2::254/128", // AWS IMDS over IPv6
+	"::ffff:127.0.0.0/104",
+	"::ffff:169.254.0.0/112",
+	"::ffff:0.0.0.0/104",
+}
+
+// PrivateCIDRs are blocked too when EgressPolicy.BlockPrivateNetworks is set.
+var PrivateCIDRs = []string{
+	"10.0.0.0/8",
+	"172.16.0.0/12",
+	"192.168.0.0/16",
+	"100.64.0.0/10",
+	"fc00::/7",
+	"::ffff:10.0.0.0/104",
+	"::ffff:172.16.0.0/108",
+	"::ffff:192.168.0.0/112",
+}
+
+// ErrDestinationBlocked marks an attempt refused by the egress policy; it is not worth retrying until
+// the endpoint's URL changes.
+var ErrDestinationBlocked = errors.New("destination blocked by the operator's egress policy")
+
+// EgressPolicy decides which addresses the operator may connect to. It is checked at dial time against
+// the resolved IP address, so a DNS name that resolves (or re-resolves) to a blocked address is refused.
+type EgressPolicy struct {
+	// Blocked lists the refused ranges.
+	Blocked []netip.Prefix
+	// Allowed lists ranges that are dialled even when Blocked covers them.
+	Allowed []netip.Prefix
+}
+
+// NewEgressPolicy parses the flag values. blocked nil means DefaultBlockedCIDRs; blockPrivate adds
+// PrivateCIDRs.
+func NewEgressPolicy(blocked, allowed []string, blockPrivate bool) (*EgressPolicy, error) {
+	if blocked == nil {
+		blocked = DefaultBlockedCIDRs
+	}
+	if blockPrivate {
+		blocked = append(append([]string(nil), blocked...), PrivateCIDRs...)
+	}
+	p := &EgressPolicy{}
+	var err error
+	if p.Blocked, err = parsePrefixes(blocked); err != nil {
+		return nil, fmt.Errorf("blocked CIDRs: %w", err)
+	}
+	if p.Allowed, err = parsePrefixes(allowed); err != nil {
+		return nil, fmt.Errorf("allowed CIDRs: %w", err)
+	}
+	return p, nil
+}
+
+func parsePrefixes(values []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(values))
+	for _, v := range values {
+		v = strings.TrimSpace(v)
+		if v == "" {
+			continue
+		}
+		prefix, err := netip.ParsePrefix(v)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR: %w", v, err)
+		}
+		out = append(out, prefix.Masked())
+	}
+	return out, nil
+}
+
+// Check returns an ErrDestinationBlocked error when addr may not be dialled.
+func (p *EgressPolicy) Check(addr netip.Addr) error {
+	if p == nil {
+		return nil
+	}
+	addr = addr.WithZone("")
+	for _, allowed := range p.Allowed {
+		if allowed.Contains(addr) || allowed.Contains(addr.Unmap()) {
+			return nil
+		}
+	}
+	for _, blocked := range p.Blocked {
+		if blocked.Contains(addr) || blocked.Contains(addr.Unmap()) {
+			return fmt.Errorf("%w: %s is in %s (see --allowed-cidrs)", ErrDestinationBlocked, addr, blocked)
+		}
+	}
+	return nil
+}
+
+// CheckHost checks a URL host that is an IP literal, so an endpoint can report a blocked destination
+// before any attempt. Host names are only checked at dial time, after resolution.
+func (p *EgressPolicy) CheckHost(host string) error {
+	addr, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	if err != nil {
+		return nil
+	}
+	return p.Check(addr)
+}
+
+// control runs after name resolution and before connect, on the exact address being dialled.
+func (p *EgressPolicy) control(_ context.Context, _, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return fmt.Errorf("%w: cannot parse dialled address %q", ErrDestinationBlocked, address)
+	}
+	return p.Check(addr)
+}
+
+// ValidateURL checks an endpoint URL the way the API server's CEL rule does, plus the operator-wide
+// https requirement. The message never echoes the URL, which may carry credentials.
+func ValidateURL(raw string, requireHTTPS bool) error {
+	if len(raw) == 0 || len(raw) > 2048 {
+		return errors.New("url must be 1 to 2048 characters")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return errors.New("url cannot be parsed")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return errors.New("url must use http or https")
+	}
+	if u.Hostname() == "" {
+		return errors.New("url must be absolute, with a host")
+	}
+	if requireHTTPS && u.Scheme != "https" {
+		return ErrInsecureURL
+	}
+	return nil
+}
+
+// ErrInsecureURL is returned by ValidateURL for an http URL when https is required.
+var ErrInsecureURL = errors.New("url must use https: the operator runs with --require-https")
