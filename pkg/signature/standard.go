@@ -226,8 +226,12 @@ func VerifyStandard(secret []byte, header http.Header, body []byte, opts ...Opti
 	if id == "" || timestamp == "" || signatures == "" {
 		return errStandardMissingHeaders
 	}
+	// Digits only: ParseInt would also take a sign, which the reference libraries sign differently.
+	if strings.TrimLeft(timestamp, "0123456789") != "" {
+		return errStandardInvalidTimestamp
+	}
 	sec, err := strconv.ParseInt(timestamp, 10, 64)
-	if err != nil || sec < 0 {
+	if err != nil {
 		return errStandardInvalidTimestamp
 	}
 	if o.tolerance > 0 {
