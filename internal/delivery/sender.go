@@ -270,6 +270,14 @@ func (s *Sender) Send(ctx context.Context, r Request) Result {
 	defer func() { _ = resp.Body.Close() }()
 	res.StatusCode = resp.StatusCode
 	res.Success = resp.StatusCode >= 200 && resp.StatusCode < 300
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The body of a 101 is the raw connection, outside the attempt's deadline: never read it.
+		res.Error = describeStatus(resp, nil)
+		return finish()
+	}
+	// End any body read at the attempt's deadline, whatever the receiver does.
+	stop := context.AfterFunc(ctx, func() { _ = resp.Body.Close() })
+	defer stop()
 	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, MaxBodyExcerpt))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
 	if !res.Success {

@@ -1,0 +1,50 @@
+package controller
+
+import (
+	"testing"
+
+	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
+	"github.com/1flow/webhook-operator/internal/delivery"
+)
+
+func TestCheckSpec(t *testing.T) {
+	strict, err := delivery.NewEgressPolicy(nil, nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name         string
+		url          string
+		suspend      bool
+		requireHTTPS bool
+		egress       *delivery.EgressPolicy
+		want         string
+	}{
+		{name: "https", url: "https://hooks.example.com/x", want: webhooksv1alpha1.ReadyReason},
+		{name: "http allowed by default", url: "http://hooks.example.com/x", want: webhooksv1alpha1.ReadyReason},
+		{name: "http refused with --require-https", url: "http://hooks.example.com/x", requireHTTPS: true,
+			want: webhooksv1alpha1.InsecureURLReason},
+		{name: "https with --require-https", url: "https://hooks.example.com/x", requireHTTPS: true,
+			want: webhooksv1alpha1.ReadyReason},
+		{name: "relative", url: "/x", want: webhooksv1alpha1.InvalidURLReason},
+		{name: "metadata address literal", url: "http://169.254.169.254/latest", egress: strict,
+			want: webhooksv1alpha1.DestinationBlockedReason},
+		{name: "private literal with --block-private-networks", url: "https://10.1.2.3/x", egress: strict,
+			want: webhooksv1alpha1.DestinationBlockedReason},
+		{name: "IPv6 loopback literal", url: "http://[::1]:8080/x", egress: strict,
+			want: webhooksv1alpha1.DestinationBlockedReason},
+		{name: "host names are checked at dial time", url: "http://metadata.internal/x", egress: strict,
+			want: webhooksv1alpha1.ReadyReason},
+		{name: "suspended", url: "https://hooks.example.com/x", suspend: true, want: webhooksv1alpha1.SuspendedReason},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &endpointResolver{requireHTTPS: tt.requireHTTPS, egress: tt.egress}
+			ep := &webhooksv1alpha1.WebhookEndpoint{Spec: webhooksv1alpha1.WebhookEndpointSpec{URL: tt.url, Suspend: tt.suspend}}
+			got := r.checkSpec(ep)
+			if got.Reason != tt.want || got.Ready != (tt.want == webhooksv1alpha1.ReadyReason) {
+				t.Fatalf("checkSpec(%q) = %+v, want reason %s", tt.url, got, tt.want)
+			}
+		})
+	}
+}
