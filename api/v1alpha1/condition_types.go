@@ -126,3 +126,22 @@ const (
 	// CircuitClosedEvent is a Normal event on a WebhookEndpoint whose circuit closed after a success.
 	CircuitClosedEvent string = "CircuitClosed"
 )
+
+// Annotations that request an action. Each action runs once per distinct value, so setting the
+// annotation to a timestamp (as `kubectl webhook` does) requests it again.
+const (
+	// TestRequestedAtAnnotation on a WebhookEndpoint sends one sample document.ready payload (documentId
+	// test_..., header X-Webhook-Test: true); the result goes to status.lastTest.
+	TestRequestedAtAnnotation = "webhooks.1flow.io/test-requested-at"
+
+	// RedeliverRequestedAtAnnotation on a DocumentEvent sends it again, with the same X-Webhook-Id and
+	// fresh attempts, to all its targets or (see RedeliverScopeAnnotation) only to the failed ones.
+	RedeliverRequestedAtAnnotation = "webhooks.1flow.io/redeliver-requested-at"
+
+	// RedeliverScopeAnnotation limits a redelivery: "failed" redelivers only failed deliveries; "all"
+	// (or absent) redelivers every delivery.
+	RedeliverScopeAnnotation = "webhooks.1flow.io/redeliver-scope"
+
+	// RedeliverScopeFailed is the value of RedeliverScopeAnnotation that limits a redelivery to failures.
+	RedeliverScopeFailed = "failed"
+)

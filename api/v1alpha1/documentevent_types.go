@@ -221,11 +221,16 @@ type DocumentEventStatus struct {
 	// +kubebuilder:validation:MaxItems=256
 	Deliveries []EndpointDelivery `json:"deliveries,omitempty"`
 
-	// Conditions holds the Delivered condition.
+	// Conditions holds Delivered and the kstatus conditions Ready, Reconciling and Stalled.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// LastRedeliveryRequest is the value of the webhooks.1flow.io/redeliver-requested-at annotation that
+	// was last acted on; a redelivery runs once per value.
+	// +optional
+	LastRedeliveryRequest string `json:"lastRedeliveryRequest,omitempty"`
 }
 
 // +kubebuilder:object:root=true
@@ -235,6 +240,9 @@ type DocumentEventStatus struct {
 // +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.documentStatus.docType`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:selectablefield:JSONPath=`.spec.documentId`
+// +kubebuilder:selectablefield:JSONPath=`.spec.documentStatus.docType`
+// +kubebuilder:selectablefield:JSONPath=`.status.phase`
 
 // DocumentEvent is one processed document whose webhook is delivered to the matching endpoints.
 type DocumentEvent struct {

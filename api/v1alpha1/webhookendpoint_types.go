@@ -222,6 +222,39 @@ type WebhookEndpointStatus struct {
 	// ConsecutiveFailures counts failed attempts since the last successful one.
 	// +optional
 	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`
+
+	// LastTest is the result of the most recent test webhook (the webhooks.1flow.io/test-requested-at
+	// annotation).
+	// +optional
+	LastTest *TestResult `json:"lastTest,omitempty"`
+}
+
+// TestResult is the outcome of one test webhook.
+type TestResult struct {
+	// RequestedAt is the annotation value that requested this test; a test runs once per value.
+	// +required
+	RequestedAt string `json:"requestedAt"`
+
+	// Time is when the test request was sent.
+	// +optional
+	Time *metav1.Time `json:"time,omitempty"`
+
+	// StatusCode is the HTTP status of the response; 0 when none was received.
+	// +optional
+	StatusCode int32 `json:"statusCode,omitempty"`
+
+	// DurationMs is how long the test took, in milliseconds.
+	// +optional
+	DurationMs int64 `json:"durationMs,omitempty"`
+
+	// Success is true when the receiver answered with a 2xx status.
+	// +optional
+	Success bool `json:"success,omitempty"`
+
+	// Error explains a failure, truncated; it never holds a secret or URL credentials.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Error string `json:"error,omitempty"`
 }
 
 // LastDelivery is the outcome of the most recent attempt to an endpoint.

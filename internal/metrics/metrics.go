@@ -1,0 +1,152 @@
+// Package metrics defines the operator's Prometheus metrics. They are registered on controller-runtime's
+// registry and served on the manager's metrics endpoint (HTTPS with authentication and authorization by
+// default, --metrics-bind-address).
+//
+// Every metric has the webhook_operator_ prefix and only bounded labels: no namespace, endpoint or
+// document labels, so their cardinality does not grow with tenants or traffic.
+//
+//	webhook_operator_deliveries_total{result, code_class}
+//	    Delivery attempts. result: success, failure, blocked (refused by the egress policy).
+//	    code_class: 2xx, 3xx, 4xx, 5xx, or none (no HTTP response: timeout, connection error, blocked).
+//	webhook_operator_delivery_duration_seconds{result}
+//	    Histogram of attempt durations, from the start of the request to the end of the response.
+//	webhook_operator_delivery_attempts{result}
+//	    Histogram of attempts per finished delivery. result: delivered, failed.
+//	webhook_operator_pending_deliveries
+//	    Deliveries that are not finished (pending, in flight, or waiting for a retry).
+//	webhook_operator_oldest_pending_delivery_age_seconds
+//	    Age of the oldest DocumentEvent that still has a pending delivery: the backlog age. 0 when none.
+//	webhook_operator_open_circuits
+//	    Endpoints whose circuit breaker is open or probing.
+//	webhook_operator_test_deliveries_total{result}
+//	    Test webhooks sent on request (the webhooks.1flow.io/test-requested-at annotation). result: success, failure.
+package metrics
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// Metric names, exported so tests can check that alerts and dashboards only use metrics that exist.
+const (
+	DeliveriesTotal         = "webhook_operator_deliveries_total"
+	DeliveryDuration        = "webhook_operator_delivery_duration_seconds"
+	DeliveryAttempts        = "webhook_operator_delivery_attempts"
+	PendingDeliveries       = "webhook_operator_pending_deliveries"
+	OldestPendingAgeSeconds = "webhook_operator_oldest_pending_delivery_age_seconds"
+	OpenCircuits            = "webhook_operator_open_circuits"
+	TestDeliveriesTotal     = "webhook_operator_test_deliveries_total"
+)
+
+// Names lists every metric this package defines.
+var Names = []string{
+	DeliveriesTotal, DeliveryDuration, DeliveryAttempts, PendingDeliveries, OldestPendingAgeSeconds,
+	OpenCircuits, TestDeliveriesTotal,
+}
+
+var (
+	deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: DeliveriesTotal,
+		Help: "Delivery attempts, by result (success, failure, blocked) and HTTP status class (2xx..5xx, none).",
+	}, []string{"result", "code_class"})
+
+	duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    DeliveryDuration,
+		Help:    "Duration of delivery attempts in seconds, by result.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+	}, []string{"result"})
+
+	attempts = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    DeliveryAttempts,
+		Help:    "Attempts per finished delivery, by result (delivered, failed).",
+		Buckets: []float64{1, 2, 3, 5, 8, 10, 15, 20, 30, 50},
+	}, []string{"result"})
+
+	tests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: TestDeliveriesTotal,
+		Help: "Test webhooks sent on request, by result (success, failure).",
+	}, []string{"result"})
+)
+
+func init() {
+	crmetrics.Registry.MustRegister(deliveries, duration, attempts, tests)
+}
+
+// Attempt results.
+const (
+	ResultSuccess = "success"
+	ResultFailure = "failure"
+	ResultBlocked = "blocked"
+)
+
+// RecordAttempt counts one delivery attempt.
+func RecordAttempt(result string, statusCode int, seconds float64) {
+	deliveries.WithLabelValues(result, CodeClass(statusCode)).Inc()
+	duration.WithLabelValues(result).Observe(seconds)
+}
+
+// RecordFinished observes the attempts of a delivery that ended, delivered or not.
+func RecordFinished(delivered bool, attemptCount int32) {
+	result := "failed"
+	if delivered {
+		result = "delivered"
+	}
+	attempts.WithLabelValues(result).Observe(float64(attemptCount))
+}
+
+// RecordTest counts one test webhook.
+func RecordTest(success bool) {
+	result := ResultFailure
+	if success {
+		result = ResultSuccess
+	}
+	tests.WithLabelValues(result).Inc()
+}
+
+// CodeClass maps an HTTP status to its class label; 0 (no response) is "none".
+func CodeClass(statusCode int) string {
+	if statusCode < 100 || statusCode > 599 {
+		return "none"
+	}
+	return strconv.Itoa(statusCode/100) + "xx"
+}
+
+// Backlog is read at scrape time, so the gauges are never stale.
+type Backlog interface {
+	// Backlog returns the number of unfinished deliveries and the age in seconds of the oldest event
+	// that has one.
+	Backlog() (pending int, oldestAgeSeconds float64)
+	// OpenCircuits returns the number of endpoints whose circuit is open or probing.
+	OpenCircuits() int
+}
+
+// RegisterBacklog registers the gauges that are computed from b at scrape time.
+func RegisterBacklog(b Backlog) error {
+	return crmetrics.Registry.Register(&backlogCollector{source: b})
+}
+
+var (
+	pendingDesc = prometheus.NewDesc(PendingDeliveries,
+		"Deliveries that are not finished: pending, in flight, or waiting for a retry.", nil, nil)
+	oldestDesc = prometheus.NewDesc(OldestPendingAgeSeconds,
+		"Age in seconds of the oldest DocumentEvent with an unfinished delivery (backlog age); 0 when there is none.", nil, nil)
+	circuitsDesc = prometheus.NewDesc(OpenCircuits,
+		"Endpoints whose circuit breaker is open or probing.", nil, nil)
+)
+
+type backlogCollector struct{ source Backlog }
+
+func (c *backlogCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- pendingDesc
+	ch <- oldestDesc
+	ch <- circuitsDesc
+}
+
+func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
+	pending, oldest := c.source.Backlog()
+	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(pending))
+	ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, oldest)
+	ch <- prometheus.MustNewConstMetric(circuitsDesc, prometheus.GaugeValue, float64(c.source.OpenCircuits()))
+}
