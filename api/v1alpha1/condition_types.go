@@ -8,6 +8,14 @@ const (
 
 	// DeliveredCondition reports whether a DocumentEvent reached every one of its target endpoints.
 	DeliveredCondition string = "Delivered"
+
+	// ReconcilingCondition (kstatus) is True while work is under way: an event with open deliveries,
+	// or an endpoint whose circuit is open and will be probed. It is removed when done.
+	ReconcilingCondition string = "Reconciling"
+
+	// StalledCondition (kstatus) is True when progress needs a human: a Failed event, or an endpoint
+	// whose spec or Secrets are unusable. It is removed otherwise.
+	StalledCondition string = "Stalled"
 )
 
 // Reasons of the Ready condition of a WebhookEndpoint.
@@ -85,6 +93,10 @@ const (
 
 	// EndpointDeletedReason means the target endpoint was deleted before the delivery succeeded.
 	EndpointDeletedReason string = "EndpointDeleted"
+
+	// RedeliveryRequestedReason means the delivery starts over because of the redeliver-requested-at
+	// annotation.
+	RedeliveryRequestedReason string = "RedeliveryRequested"
 
 	// EndpointNotReadyReason means the delivery waits for its endpoint (missing secret, suspended, ...).
 	EndpointNotReadyReason string = "EndpointNotReady"

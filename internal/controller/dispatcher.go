@@ -11,6 +11,7 @@ import (
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 	"github.com/1flow/webhook-operator/internal/delivery"
+	"github.com/1flow/webhook-operator/internal/metrics"
 )
 
 // dispatcher runs delivery attempts off the reconcile workers, so a slow endpoint never holds a worker
@@ -119,6 +120,7 @@ func (d *dispatcher) run(l *lane, j job) {
 	res := d.sender.Send(context.Background(), j.request)
 	<-d.global
 
+	metrics.RecordAttempt(attemptResult(res), res.StatusCode, res.Duration.Seconds())
 	change := circuitUnchanged
 	if res.Blocked {
 		// Our own policy refused the connection: the receiver did not fail, so the breaker is not told.
@@ -149,6 +151,16 @@ func (d *dispatcher) run(l *lane, j job) {
 		obj.Namespace, obj.Name = j.event.Namespace, j.event.Name
 		d.notify <- event.TypedGenericEvent[*webhooksv1alpha1.DocumentEvent]{Object: obj}
 	}
+}
+
+func attemptResult(res delivery.Result) string {
+	switch {
+	case res.Blocked:
+		return metrics.ResultBlocked
+	case res.Success:
+		return metrics.ResultSuccess
+	}
+	return metrics.ResultFailure
 }
 
 // finished returns the results of the event that are waiting to be recorded.

@@ -28,6 +28,7 @@ import (
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 	"github.com/1flow/webhook-operator/internal/delivery"
+	"github.com/1flow/webhook-operator/internal/metrics"
 	"github.com/1flow/webhook-operator/pkg/signature"
 )
 
@@ -74,12 +75,6 @@ func (r *DocumentEventReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if !ev.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
 	}
-	if isFinished(ev) {
-		// A result that arrives after its delivery ended (say, the endpoint was deleted meanwhile)
-		// has nothing left to change.
-		r.shared.dispatcher.discard(req.NamespacedName)
-		return r.expire(ctx, ev)
-	}
 	// The cache can lag behind our own last status patch; acting on the older copy would resend a
 	// delivery that is already recorded Delivered.
 	if wait, stale := r.fresh.stale(req.NamespacedName, ev.ResourceVersion); stale {
@@ -87,6 +82,12 @@ func (r *DocumentEventReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 
 	base := ev.DeepCopy()
+	if !requestRedelivery(ev) && isFinished(ev) {
+		// A result that arrives after its delivery ended (say, the endpoint was deleted meanwhile)
+		// has nothing left to change.
+		r.shared.dispatcher.discard(req.NamespacedName)
+		return r.expire(ctx, ev)
+	}
 	recorded := r.shared.dispatcher.finished(req.NamespacedName)
 	defer func() {
 		if err := r.patchStatus(ctx, base, ev); err != nil {
@@ -98,12 +99,14 @@ func (r *DocumentEventReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	return r.reconcile(ctx, base, ev, recorded)
 }
 
-// patchStatus writes the status when it changed, and remembers the written version.
+// patchStatus writes the status when it changed, and remembers the written version. observedGeneration
+// only moves with a real change: while the first attempts are in flight it stays -1, so kstatus reads
+// the event as in progress rather than current.
 func (r *DocumentEventReconciler) patchStatus(ctx context.Context, base, ev *webhooksv1alpha1.DocumentEvent) error {
-	ev.Status.ObservedGeneration = ev.Generation
 	if equality.Semantic.DeepEqual(base.Status, ev.Status) {
 		return nil
 	}
+	ev.Status.ObservedGeneration = ev.Generation
 	if err := r.Status().Patch(ctx, ev, client.MergeFrom(base)); err != nil {
 		return fmt.Errorf("patch DocumentEvent status: %w", err)
 	}
@@ -130,9 +133,7 @@ func (r *DocumentEventReconciler) reconcile(
 
 	body, err := delivery.Marshal(payloadOf(ev))
 	if err != nil {
-		ev.Status.Phase = webhooksv1alpha1.DocumentEventFailed
-		setCondition(ev, webhooksv1alpha1.DeliveredCondition, metav1.ConditionFalse,
-			webhooksv1alpha1.InvalidPayloadReason, err.Error())
+		setEventStatus(ev, webhooksv1alpha1.DocumentEventFailed, webhooksv1alpha1.InvalidPayloadReason, err.Error())
 		return ctrl.Result{}, reconcile.TerminalError(err)
 	}
 
@@ -168,9 +169,7 @@ func ensureTargets(ev *webhooksv1alpha1.DocumentEvent, endpoints []webhooksv1alp
 	targets, err := matchEndpoints(ev, endpoints)
 	if err != nil {
 		// The spec is immutable, so a bad selector can never be fixed: fail without retrying.
-		ev.Status.Phase = webhooksv1alpha1.DocumentEventFailed
-		setCondition(ev, webhooksv1alpha1.DeliveredCondition, metav1.ConditionFalse,
-			webhooksv1alpha1.InvalidSelectorReason, err.Error())
+		setEventStatus(ev, webhooksv1alpha1.DocumentEventFailed, webhooksv1alpha1.InvalidSelectorReason, err.Error())
 		return reconcile.TerminalError(err)
 	}
 	ev.Status.Deliveries = newDeliveries(ev, targets)
@@ -196,6 +195,9 @@ func (r *DocumentEventReconciler) applyFinished(
 			policy = retryPolicyOf(ep)
 		}
 		recordAttempt(d, f.result, policy, r.Jitter())
+		if d.Phase.IsFinal() {
+			metrics.RecordFinished(d.Phase == webhooksv1alpha1.DeliveryDelivered, d.Attempts)
+		}
 		if f.result.Blocked {
 			// Retrying cannot help until the URL changes; startDue holds it while the block stands.
 			d.Reason, d.NextAttemptTime = webhooksv1alpha1.DestinationBlockedReason, nil
@@ -234,6 +236,7 @@ func (r *DocumentEventReconciler) startDue(
 		ep := byName[d.Endpoint]
 		if ep == nil || !ep.DeletionTimestamp.IsZero() || deliveryID(ev, ep) != d.DeliveryID {
 			markEndpointDeleted(d)
+			metrics.RecordFinished(false, d.Attempts)
 			r.emitOutcome(ev, d)
 			held = true
 			continue
@@ -417,7 +420,8 @@ func (r *DocumentEventReconciler) SetupWithManager(mgr ctrl.Manager, shared *Sha
 		return fmt.Errorf("index DocumentEvents by endpoint: %w", err)
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&webhooksv1alpha1.DocumentEvent{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(&webhooksv1alpha1.DocumentEvent{}, builder.WithPredicates(
+			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&webhooksv1alpha1.WebhookEndpoint{},
 			handler.EnqueueRequestsFromMapFunc(r.eventsWaitingOn),
 			builder.WithPredicates(endpointUsabilityChanged())).

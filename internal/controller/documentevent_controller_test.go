@@ -116,15 +116,16 @@ var _ = Describe("DocumentEvent delivery", func() {
 			}
 			return 200
 		})
-		ep := newEndpoint(ns, "flaky", recv.URL)
+		ep := newEndpoint(ns, "flaky", recv.URL, withRetry(5, 300*time.Millisecond))
 		ev := newEvent(ns, "retried")
+		waits := recordScheduledWaits(ev, "flaky")
 
 		Eventually(getEvent(ev)).Should(HaveField("Status.Deliveries", ContainElement(And(
 			HaveField("Phase", webhooksv1alpha1.DeliveryRetrying),
 			HaveField("LastStatusCode", int32(500)),
 			HaveField("LastError", HavePrefix("HTTP 500")),
 			HaveField("NextAttemptTime", Not(BeNil()))))))
-		Eventually(getEvent(ev)).Should(havePhase(webhooksv1alpha1.DocumentEventDelivered))
+		Eventually(getEvent(ev), 10*time.Second).Should(havePhase(webhooksv1alpha1.DocumentEventDelivered))
 
 		d := getEvent(ev)(Default).GetDelivery("flaky")
 		Expect(d.Attempts).To(Equal(int32(4)))
@@ -135,11 +136,12 @@ var _ = Describe("DocumentEvent delivery", func() {
 		for _, r := range reqs {
 			Expect(r.header.Get("X-Webhook-Id")).To(Equal(d.DeliveryID), "retries keep the delivery id")
 		}
-		// 100ms, 200ms, 400ms with ±20% jitter: each gap is longer than the one before.
-		gap1, gap2, gap3 := reqs[1].at.Sub(reqs[0].at), reqs[2].at.Sub(reqs[1].at), reqs[3].at.Sub(reqs[2].at)
-		Expect(gap1).To(BeNumerically(">=", 80*time.Millisecond))
-		Expect(gap2).To(BeNumerically(">", gap1))
-		Expect(gap3).To(BeNumerically(">", gap2))
+		// The schedule recorded in status: 300ms, 600ms, 1.2s, each with ±20% jitter, so each wait is
+		// longer than the one before.
+		Expect(waits()).To(HaveLen(3))
+		Expect(waits()[1]).To(BeNumerically("~", 300*time.Millisecond, 61*time.Millisecond))
+		Expect(waits()[2]).To(BeNumerically(">", waits()[1]))
+		Expect(waits()[3]).To(BeNumerically(">", waits()[2]))
 
 		Eventually(getEndpoint(ep)).Should(And(
 			HaveField("Status.LastDelivery.Success", true),
@@ -150,9 +152,9 @@ var _ = Describe("DocumentEvent delivery", func() {
 		recv := newReceiver(always(-1))
 		ep := newEndpoint(ns, "hanging", recv.URL, func(ep *webhooksv1alpha1.WebhookEndpoint) {
 			ep.Spec.Timeout = &metav1.Duration{Duration: 300 * time.Millisecond}
-			ep.Spec.Retry = fastRetry(3)
-		})
+		}, withRetry(3, 300*time.Millisecond))
 		ev := newEvent(ns, "timed-out")
+		waits := recordScheduledWaits(ev, "hanging")
 
 		Eventually(getEvent(ev), 10*time.Second).Should(And(
 			havePhase(webhooksv1alpha1.DocumentEventFailed),
@@ -167,7 +169,8 @@ var _ = Describe("DocumentEvent delivery", func() {
 
 		reqs := recv.received()
 		Expect(reqs).To(HaveLen(3))
-		Expect(reqs[2].at.Sub(reqs[1].at)).To(BeNumerically(">", reqs[1].at.Sub(reqs[0].at)))
+		Expect(waits()).To(HaveLen(2))
+		Expect(waits()[2]).To(BeNumerically(">", waits()[1]))
 		Consistently(func() int { return len(recv.received()) }, time.Second).Should(Equal(3), "no attempt after Failed")
 
 		Eventually(getEndpoint(ep)).Should(And(

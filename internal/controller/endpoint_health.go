@@ -197,6 +197,19 @@ func (h *endpointHealth) flushInto(ep *webhooksv1alpha1.WebhookEndpoint, now tim
 	return 0
 }
 
+// openCircuits counts endpoints whose circuit is open or probing.
+func (h *endpointHealth) openCircuits() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, e := range h.entries {
+		if e.circuit != circuitClosed {
+			n++
+		}
+	}
+	return n
+}
+
 // forget drops the entry of a deleted endpoint.
 func (h *endpointHealth) forget(endpoint types.NamespacedName) {
 	h.mu.Lock()

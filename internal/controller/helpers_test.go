@@ -105,6 +105,59 @@ func fastRetry(maxAttempts int32) *webhooksv1alpha1.RetryPolicy {
 	}
 }
 
+func withRetry(maxAttempts int32, initial time.Duration) func(*webhooksv1alpha1.WebhookEndpoint) {
+	return func(ep *webhooksv1alpha1.WebhookEndpoint) {
+		ep.Spec.Retry = &webhooksv1alpha1.RetryPolicy{
+			MaxAttempts:     maxAttempts,
+			InitialInterval: &metav1.Duration{Duration: initial},
+			MaxInterval:     &metav1.Duration{Duration: time.Minute},
+		}
+	}
+}
+
+// recordScheduledWaits polls the event's status and records, per failed attempt, the wait the
+// controller scheduled before the next one (nextAttemptTime minus the end of the attempt). It reads the
+// schedule from status, so it does not depend on how fast this machine runs.
+func recordScheduledWaits(ev *webhooksv1alpha1.DocumentEvent, endpoint string) func() map[int32]time.Duration {
+	var mu sync.Mutex
+	waits := map[int32]time.Duration{}
+	stop := make(chan struct{})
+	DeferCleanup(func() { close(stop) })
+	go func() {
+		defer GinkgoRecover()
+		ticker := time.NewTicker(10 * time.Millisecond)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-ticker.C:
+			}
+			got := &webhooksv1alpha1.DocumentEvent{}
+			if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(ev), got); err != nil {
+				continue
+			}
+			d := got.GetDelivery(endpoint)
+			if d == nil || d.Phase != webhooksv1alpha1.DeliveryRetrying || d.NextAttemptTime == nil || d.LastAttemptTime == nil {
+				continue
+			}
+			end := d.LastAttemptTime.Add(time.Duration(d.DurationMs) * time.Millisecond)
+			mu.Lock()
+			waits[d.Attempts] = d.NextAttemptTime.Sub(end)
+			mu.Unlock()
+		}
+	}()
+	return func() map[int32]time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		out := make(map[int32]time.Duration, len(waits))
+		for k, v := range waits {
+			out[k] = v
+		}
+		return out
+	}
+}
+
 func endpointObject(ns, name, url string, mutate ...func(*webhooksv1alpha1.WebhookEndpoint)) *webhooksv1alpha1.WebhookEndpoint {
 	ep := &webhooksv1alpha1.WebhookEndpoint{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},

@@ -168,23 +168,50 @@ func summarize(ev *webhooksv1alpha1.DocumentEvent, now time.Time) time.Duration 
 		}
 	}
 	total := len(ev.Status.Deliveries)
-	phase, status, reason, message := webhooksv1alpha1.DocumentEventDelivering, metav1.ConditionFalse,
+	phase, reason, message := webhooksv1alpha1.DocumentEventDelivering,
 		webhooksv1alpha1.DeliveringReason, fmt.Sprintf("%d of %d endpoints delivered", delivered, total)
 	switch {
 	case total == 0:
 		phase, reason, message = webhooksv1alpha1.DocumentEventPending, webhooksv1alpha1.NoEndpointsReason,
 			"no WebhookEndpoint in the namespace matches this event yet; it is delivered when one appears"
 	case delivered == total:
-		phase, status, reason = webhooksv1alpha1.DocumentEventDelivered, metav1.ConditionTrue, webhooksv1alpha1.DeliverySucceededReason
+		phase, reason = webhooksv1alpha1.DocumentEventDelivered, webhooksv1alpha1.DeliverySucceededReason
 	case delivered+failed == total:
 		phase, reason = webhooksv1alpha1.DocumentEventFailed, webhooksv1alpha1.DeliveryFailedReason
 		message = fmt.Sprintf("%d of %d endpoints failed, %d delivered", failed, total, delivered)
 	case delivered+failed+attempted == 0:
 		phase = webhooksv1alpha1.DocumentEventPending
 	}
-	ev.Status.Phase = phase
-	setCondition(ev, webhooksv1alpha1.DeliveredCondition, status, reason, message)
+	setEventStatus(ev, phase, reason, message)
 	return requeue
+}
+
+// setEventStatus sets the phase and the conditions that follow from it: Delivered and Ready (True only
+// when Delivered), Reconciling while deliveries are open, and Stalled when the event failed, as kstatus
+// expects (so kubectl wait, Flux and Argo CD read the true state).
+func setEventStatus(ev *webhooksv1alpha1.DocumentEvent, phase webhooksv1alpha1.DocumentEventPhase, reason, message string) {
+	ev.Status.Phase = phase
+	status := metav1.ConditionFalse
+	if phase == webhooksv1alpha1.DocumentEventDelivered {
+		status = metav1.ConditionTrue
+	}
+	setCondition(ev, webhooksv1alpha1.DeliveredCondition, status, reason, message)
+	setCondition(ev, webhooksv1alpha1.ReadyCondition, status, reason, message)
+	setOrRemoveCondition(ev, webhooksv1alpha1.ReconcilingCondition,
+		phase == webhooksv1alpha1.DocumentEventPending || phase == webhooksv1alpha1.DocumentEventDelivering, reason, message)
+	setOrRemoveCondition(ev, webhooksv1alpha1.StalledCondition, phase == webhooksv1alpha1.DocumentEventFailed, reason, message)
+}
+
+// setOrRemoveCondition sets an abnormal-true condition (Reconciling, Stalled) when it applies and
+// removes it otherwise, as the kstatus conventions ask.
+func setOrRemoveCondition(obj conditionsObject, condType string, applies bool, reason, message string) {
+	if applies {
+		setCondition(obj, condType, metav1.ConditionTrue, reason, message)
+		return
+	}
+	conditions := obj.GetConditions()
+	apimeta.RemoveStatusCondition(&conditions, condType)
+	obj.SetConditions(conditions)
 }
 
 type conditionsObject interface {
@@ -203,4 +230,32 @@ func setCondition(obj conditionsObject, condType string, status metav1.Condition
 		ObservedGeneration: obj.GetGeneration(),
 	})
 	obj.SetConditions(conditions)
+}
+
+// requestRedelivery applies a new webhooks.1flow.io/redeliver-requested-at value: the deliveries in
+// scope (all, or only the failed ones with webhooks.1flow.io/redeliver-scope: failed) start over with
+// fresh attempts and the same delivery id, so receivers can still de-duplicate. It reports whether it
+// changed anything; a value is acted on once.
+func requestRedelivery(ev *webhooksv1alpha1.DocumentEvent) bool {
+	value := ev.Annotations[webhooksv1alpha1.RedeliverRequestedAtAnnotation]
+	if value == "" || value == ev.Status.LastRedeliveryRequest {
+		return false
+	}
+	ev.Status.LastRedeliveryRequest = value
+	onlyFailed := ev.Annotations[webhooksv1alpha1.RedeliverScopeAnnotation] == webhooksv1alpha1.RedeliverScopeFailed
+	for i := range ev.Status.Deliveries {
+		d := &ev.Status.Deliveries[i]
+		if onlyFailed && d.Phase != webhooksv1alpha1.DeliveryFailed {
+			continue
+		}
+		*d = webhooksv1alpha1.EndpointDelivery{
+			Endpoint:        d.Endpoint,
+			DeliveryID:      d.DeliveryID,
+			Phase:           webhooksv1alpha1.DeliveryPending,
+			Reason:          webhooksv1alpha1.RedeliveryRequestedReason,
+			LastAttemptTime: d.LastAttemptTime,
+		}
+	}
+	summarize(ev, time.Time{})
+	return true
 }

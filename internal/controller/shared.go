@@ -1,13 +1,19 @@
 package controller
 
 import (
+	"context"
+	"fmt"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 
 	"github.com/1flow/webhook-operator/internal/delivery"
+	"github.com/1flow/webhook-operator/internal/metrics"
 )
 
 // Defaults of the engine settings that the manager exposes as flags.
@@ -41,6 +47,9 @@ type Shared struct {
 	resolver   *endpointResolver
 	health     *endpointHealth
 	dispatcher *dispatcher
+	tests      *testRuns
+	// events reads DocumentEvents from the manager cache for the backlog metrics.
+	events client.Reader
 }
 
 // NewShared builds the shared state and adds the dispatcher to the manager. Secret metadata is read
@@ -69,6 +78,46 @@ func NewShared(mgr ctrl.Manager, opts Options) (*Shared, error) {
 		},
 		health:     health,
 		dispatcher: newDispatcher(opts.Sender, health, opts.MaxInFlight, clk.Now),
+		tests:      newTestRuns(),
+		events:     mgr.GetClient(),
+	}
+	if err := metrics.RegisterBacklog(s); err != nil {
+		return nil, fmt.Errorf("register backlog metrics: %w", err)
 	}
 	return s, mgr.Add(s.dispatcher)
 }
+
+// Backlog implements metrics.Backlog from the cache, at scrape time. An unfinished event that has no
+// recorded delivery yet (no endpoint matches, or its first attempts are in flight) counts as one.
+func (s *Shared) Backlog() (pending int, oldestAgeSeconds float64) {
+	list := &webhooksv1alpha1.DocumentEventList{}
+	// Read-only scan: no need to copy every cached object.
+	if err := s.events.List(context.Background(), list, client.UnsafeDisableDeepCopy); err != nil {
+		return 0, 0
+	}
+	now := s.clock.Now()
+	for i := range list.Items {
+		ev := &list.Items[i]
+		if isFinished(ev) {
+			continue
+		}
+		open := 0
+		for _, d := range ev.Status.Deliveries {
+			if !d.Phase.IsFinal() {
+				open++
+			}
+		}
+		if len(ev.Status.Deliveries) == 0 {
+			open = 1
+		}
+		if open == 0 {
+			continue
+		}
+		pending += open
+		oldestAgeSeconds = max(oldestAgeSeconds, now.Sub(ev.CreationTimestamp.Time).Seconds())
+	}
+	return pending, oldestAgeSeconds
+}
+
+// OpenCircuits implements metrics.Backlog.
+func (s *Shared) OpenCircuits() int { return s.health.openCircuits() }

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
+	"github.com/1flow/webhook-operator/internal/metrics"
 )
 
 // WebhookEndpointReconciler keeps each endpoint's Ready condition true to its URL, suspend flag and
@@ -66,10 +67,11 @@ func (r *WebhookEndpointReconciler) reconcile(ctx context.Context, ep *webhooksv
 	ep.Status.ObservedGeneration = ep.Generation
 	requeue := r.shared.health.flushInto(ep, r.shared.clock.Now())
 
-	_, ready, err := r.shared.resolver.resolve(ctx, ep)
+	creds, ready, err := r.shared.resolver.resolve(ctx, ep)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	r.reconcileTest(ep, creds, ready)
 	if blocked, ok := r.shared.health.blockedReadiness(ep); ready.Ready && ok {
 		ready = blocked
 	}
@@ -87,7 +89,52 @@ func (r *WebhookEndpointReconciler) reconcile(ctx context.Context, ep *webhooksv
 		r.emitReadiness(ep, previous, ready)
 	}
 	setCondition(ep, webhooksv1alpha1.ReadyCondition, status, ready.Reason, ready.Message)
+	setOrRemoveCondition(ep, webhooksv1alpha1.StalledCondition, stalls(ready.Reason), ready.Reason, ready.Message)
+	setOrRemoveCondition(ep, webhooksv1alpha1.ReconcilingCondition,
+		ready.Reason == webhooksv1alpha1.CircuitOpenReason, ready.Reason, ready.Message)
 	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// stalls reports whether a readiness reason needs a human: a spec or Secret problem. An open circuit
+// heals itself (Reconciling) and a suspended endpoint is as its owner wants it.
+func stalls(reason string) bool {
+	switch reason {
+	case webhooksv1alpha1.ReadyReason, webhooksv1alpha1.SuspendedReason, webhooksv1alpha1.CircuitOpenReason:
+		return false
+	}
+	return true
+}
+
+// reconcileTest sends the test webhook requested by the test-requested-at annotation, once per value,
+// and records its result in status.lastTest when it is back.
+func (r *WebhookEndpointReconciler) reconcileTest(ep *webhooksv1alpha1.WebhookEndpoint, creds credentials, rd readiness) {
+	value := ep.Annotations[webhooksv1alpha1.TestRequestedAtAnnotation]
+	if value == "" || (ep.Status.LastTest != nil && ep.Status.LastTest.RequestedAt == value) {
+		return
+	}
+	key := client.ObjectKeyFromObject(ep)
+	if res, done := r.shared.tests.result(key, value); done {
+		ep.Status.LastTest = res
+		metrics.RecordTest(res.Success)
+		return
+	}
+	notSent := func(reason string) {
+		now := metav1.NewTime(r.shared.clock.Now())
+		ep.Status.LastTest = &webhooksv1alpha1.TestResult{RequestedAt: value, Time: &now, Error: "not sent: " + reason}
+		metrics.RecordTest(false)
+	}
+	if !rd.Ready && rd.Reason != webhooksv1alpha1.CircuitOpenReason {
+		// A test is a diagnosis: it goes out even with the circuit open, but never unsigned or to a
+		// blocked or invalid URL.
+		notSent(rd.Reason + ": " + rd.Message)
+		return
+	}
+	req, err := testRequest(ep, value, creds, r.shared.clock.Now())
+	if err != nil {
+		notSent(err.Error())
+		return
+	}
+	r.shared.tests.start(key, value, r.shared.dispatcher.sender, req, func() { r.shared.health.wake(ep) })
 }
 
 // emitReadiness records an Event when the endpoint stops accepting deliveries, for each new reason,
@@ -119,7 +166,8 @@ func (r *WebhookEndpointReconciler) SetupWithManager(mgr ctrl.Manager, shared *S
 		return fmt.Errorf("index WebhookEndpoints by Secret: %w", err)
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&webhooksv1alpha1.WebhookEndpoint{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(&webhooksv1alpha1.WebhookEndpoint{}, builder.WithPredicates(
+			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		// Metadata only: a Secret's resourceVersion is enough to know it changed, and Secret values stay
 		// out of the cache.
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.endpointsUsingSecret)).

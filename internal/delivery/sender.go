@@ -23,6 +23,8 @@ import (
 const (
 	UserAgent   = "1Flow-Webhook/1.0"
 	ContentType = "application/json"
+	// HeaderTest marks test webhooks, so receivers can tell them from real events.
+	HeaderTest = "X-Webhook-Test"
 )
 
 // Limits on what is read from a receiver and kept in status.
@@ -53,6 +55,8 @@ type Request struct {
 	Timeout time.Duration
 	// TLS holds the endpoint's private CA and client certificate; nil uses the system roots only.
 	TLS *TLSMaterial
+	// Test marks a test webhook with the X-Webhook-Test: true header.
+	Test bool
 }
 
 // TLSMaterial is an endpoint's TLS configuration, from its Secrets.
@@ -241,6 +245,9 @@ func (s *Sender) Send(ctx context.Context, r Request) Result {
 	req.Header.Set("Content-Type", ContentType)
 	req.Header.Set("User-Agent", UserAgent)
 	req.Header.Set(signature.HeaderID, r.ID)
+	if r.Test {
+		req.Header.Set(HeaderTest, "true")
+	}
 	if len(r.Secret) > 0 {
 		scheme := r.Scheme
 		if scheme == "" {

@@ -46,28 +46,30 @@ var Names = []string{
 	OpenCircuits, TestDeliveriesTotal,
 }
 
+const resultLabel = "result"
+
 var (
 	deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: DeliveriesTotal,
 		Help: "Delivery attempts, by result (success, failure, blocked) and HTTP status class (2xx..5xx, none).",
-	}, []string{"result", "code_class"})
+	}, []string{resultLabel, "code_class"})
 
 	duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    DeliveryDuration,
 		Help:    "Duration of delivery attempts in seconds, by result.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
-	}, []string{"result"})
+	}, []string{resultLabel})
 
 	attempts = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    DeliveryAttempts,
 		Help:    "Attempts per finished delivery, by result (delivered, failed).",
 		Buckets: []float64{1, 2, 3, 5, 8, 10, 15, 20, 30, 50},
-	}, []string{"result"})
+	}, []string{resultLabel})
 
 	tests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: TestDeliveriesTotal,
 		Help: "Test webhooks sent on request, by result (success, failure).",
-	}, []string{"result"})
+	}, []string{resultLabel})
 )
 
 func init() {
