@@ -62,6 +62,16 @@ lint-fix: golangci-lint ## Run golangci-lint and apply its fixes.
 demo: manifests setup-envtest ## Run the local demo: control plane, manager, signed deliveries to a sample receiver.
 	KUBEBUILDER_ASSETS="$$($(ENVTEST_SETUP))" go run ./hack/demo
 
+##@ Benchmark
+
+.PHONY: bench
+bench: manifests setup-envtest ## Measure throughput, latency, isolation, fan-out, writes and memory; writes bench/results/latest.json.
+	KUBEBUILDER_ASSETS="$$($(ENVTEST_SETUP))" go run ./bench
+
+.PHONY: bench-quick
+bench-quick: manifests setup-envtest ## Run the benchmark at CI smoke sizes (targets reported, not asserted).
+	KUBEBUILDER_ASSETS="$$($(ENVTEST_SETUP))" go run ./bench --quick
+
 ##@ Build
 
 .PHONY: build
@@ -159,3 +169,26 @@ mv "$(LOCALBIN)/$$(basename "$(1)")" "$(1)-$(3)" ;\
 } ;\
 ln -sf "$$(realpath "$(1)-$(3)")" "$(1)"
 endef
+
+##@ Release
+
+# The chart's version is VERSION without the leading "v" (Helm chart versions are SemVer 2); its
+# appVersion and image.tag are VERSION, the manager image tag that build-installer pins.
+CHART_DIR ?= dist/chart
+
+.PHONY: helm-chart
+helm-chart: manifests ## Refresh dist/chart from config/ (CRDs, manager ClusterRole, Prometheus files) and set its versions from VERSION.
+	mkdir -p $(CHART_DIR)/crds $(CHART_DIR)/files/rbac $(CHART_DIR)/files/prometheus
+	rm -f $(CHART_DIR)/crds/*.yaml
+	cp config/crd/bases/*.yaml $(CHART_DIR)/crds/
+	cp config/rbac/role.yaml $(CHART_DIR)/files/rbac/role.yaml
+	cp config/prometheus/monitor.yaml config/prometheus/alerts.yaml config/prometheus/dashboard.json $(CHART_DIR)/files/prometheus/
+	sed -i.bak -e 's/^version: .*/version: $(patsubst v%,%,$(VERSION))/' -e 's/^appVersion: .*/appVersion: $(VERSION)/' $(CHART_DIR)/Chart.yaml
+	sed -i.bak -e 's/^  tag: .*/  tag: $(VERSION)/' $(CHART_DIR)/values.yaml
+	rm -f $(CHART_DIR)/Chart.yaml.bak $(CHART_DIR)/values.yaml.bak
+
+##@ kubectl plugin
+
+.PHONY: install-plugin
+install-plugin: ## Install kubectl-webhook into $(GOBIN) so kubectl finds it as `kubectl webhook`.
+	GOBIN="$(GOBIN)" go install ./cmd/kubectl-webhook
