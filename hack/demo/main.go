@@ -26,6 +26,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -92,31 +93,60 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	recv, err := startReceiver(secret)
+	recv, err := startReceiver(secret, 0)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = recv.server.Close() }()
 	step("Sample receiver listening on %s; it verifies X-Webhook-Signature on every request", recv.url)
+	flaky, err := startReceiver(secret, 2)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = flaky.server.Close() }()
+	step("Flaky receiver listening on %s; it answers 503 twice, then accepts", flaky.url)
 
 	step("Applying config/samples in namespace %q (endpoint URL pointed at the sample receiver)", namespace)
 	if err := applySamples(ctx, cluster.Client, filepath.Join(root, "config", "samples"), recv.url); err != nil {
 		return err
 	}
+	step("Adding an endpoint for bank statements on the flaky receiver, and one bank statement")
+	if err := applyFlaky(ctx, cluster.Client, flaky.url); err != nil {
+		return err
+	}
 
 	step("Waiting for every DocumentEvent to finish")
-	events, err := waitFinished(ctx, cluster.Client)
-	printSummary(events, recv)
+	events, err := waitFinished(ctx, cluster.Client, "")
 	if err != nil {
 		return withLog(err, logPath)
 	}
+
+	step("Sending a test webhook to orders-receiver (annotation %s)", webhooksv1alpha1.TestRequestedAtAnnotation)
+	lastTest, err := requestTest(ctx, cluster.Client, "orders-receiver")
+	if err != nil {
+		return withLog(err, logPath)
+	}
+
+	step("Redelivering doc-invoice-1042 (annotation %s)", webhooksv1alpha1.RedeliverRequestedAtAnnotation)
+	if err := annotate(ctx, cluster.Client, &webhooksv1alpha1.DocumentEvent{}, "doc-invoice-1042",
+		webhooksv1alpha1.RedeliverRequestedAtAnnotation, "demo"); err != nil {
+		return err
+	}
+	if events, err = waitFinished(ctx, cluster.Client, "demo"); err != nil {
+		return withLog(err, logPath)
+	}
+
+	printSummary(events, lastTest, recv, flaky)
 	for _, ev := range events {
 		if ev.Status.Phase != webhooksv1alpha1.DocumentEventDelivered {
 			return withLog(fmt.Errorf("event %s ended %s", ev.Name, ev.Status.Phase), logPath)
 		}
 	}
-	if recv.rejectedCount() > 0 {
-		return fmt.Errorf("the receiver rejected %d requests", recv.rejectedCount())
+	if !lastTest.Success {
+		return withLog(fmt.Errorf("the test webhook failed: %s", lastTest.Error), logPath)
+	}
+	if n := recv.rejectedCount() + flaky.rejectedCount(); n > 0 {
+		return fmt.Errorf("the receivers rejected %d requests", n)
 	}
 
 	if os.Getenv("DEMO_KEEP") == "" {
@@ -147,22 +177,25 @@ func sampleSigningSecret(path string) ([]byte, error) {
 	return []byte(value), nil
 }
 
-// receiver is the sample receiver: it accepts a request only when its signature verifies.
+// receiver is a sample receiver: it accepts a request only when its signature verifies, after
+// answering 503 to the first failFirst requests.
 type receiver struct {
-	server *http.Server
-	url    string
+	server    *http.Server
+	url       string
+	failFirst int
 
 	mu       sync.Mutex
-	verified map[string]bool // by X-Webhook-Id
+	seen     int
+	verified map[string]int // deliveries received per X-Webhook-Id
 	rejected int
 }
 
-func startReceiver(secret []byte) (*receiver, error) {
+func startReceiver(secret []byte, failFirst int) (*receiver, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	r := &receiver{url: "http://" + l.Addr().String() + "/webhook", verified: map[string]bool{}}
+	r := &receiver{url: "http://" + l.Addr().String() + "/webhook", failFirst: failFirst, verified: map[string]int{}}
 	r.server = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, err := io.ReadAll(io.LimitReader(req.Body, 1<<20))
 		if err != nil {
@@ -179,14 +212,26 @@ func startReceiver(secret []byte) (*receiver, error) {
 			r.mu.Lock()
 			r.rejected++
 			r.mu.Unlock()
-			fmt.Printf("    receiver: %s %s REJECTED: %v\n", payload.Event, payload.DocumentID, err)
+			fmt.Printf("    receiver %s: %s %s REJECTED: %v\n", r.url, payload.Event, payload.DocumentID, err)
 			http.Error(w, "invalid signature", http.StatusUnauthorized)
 			return
 		}
+		test := ""
+		if req.Header.Get("X-Webhook-Test") == "true" {
+			test = " [test webhook]"
+		}
 		r.mu.Lock()
-		r.verified[id] = true
+		r.seen++
+		if r.seen <= r.failFirst {
+			r.mu.Unlock()
+			fmt.Printf("    receiver %s: %s %s signature OK, answering 503 (planned failure %d of %d)\n",
+				r.url, payload.Event, payload.DocumentID, r.seen, r.failFirst)
+			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		r.verified[id]++
 		r.mu.Unlock()
-		fmt.Printf("    receiver: %s %s signature OK (X-Webhook-Id %s)\n", payload.Event, payload.DocumentID, id)
+		fmt.Printf("    receiver %s: %s %s signature OK%s (X-Webhook-Id %s)\n", r.url, payload.Event, payload.DocumentID, test, id)
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"received": true, "message": "Webhook processed successfully"}`))
 	})}
@@ -194,7 +239,7 @@ func startReceiver(secret []byte) (*receiver, error) {
 	return r, nil
 }
 
-func (r *receiver) isVerified(id string) bool {
+func (r *receiver) receipts(id string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.verified[id]
@@ -260,7 +305,69 @@ func applySamples(ctx context.Context, c client.Client, dir, receiverURL string)
 	return nil
 }
 
-func waitFinished(ctx context.Context, c client.Client) ([]webhooksv1alpha1.DocumentEvent, error) {
+// applyFlaky adds an endpoint on the flaky receiver for bank statements only, so the samples do not go
+// there, and one bank statement event.
+func applyFlaky(ctx context.Context, c client.Client, url string) error {
+	endpoint := &webhooksv1alpha1.WebhookEndpoint{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "statements-receiver"},
+		Spec: webhooksv1alpha1.WebhookEndpointSpec{
+			URL:       url,
+			SecretRef: &webhooksv1alpha1.SecretKeyReference{Name: "webhook-signing-secret"},
+			DocTypes:  []string{"BANK_STATEMENT"},
+			Retry: &webhooksv1alpha1.RetryPolicy{
+				InitialInterval: &metav1.Duration{Duration: 500 * time.Millisecond},
+			},
+		},
+	}
+	event := &webhooksv1alpha1.DocumentEvent{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "doc-statement-2024-01"},
+		Spec: webhooksv1alpha1.DocumentEventSpec{
+			DocumentID:     "doc_statement_2024_01",
+			DocumentStatus: webhooksv1alpha1.DocumentStatus{DocType: ptr.To("BANK_STATEMENT")},
+		},
+	}
+	for _, obj := range []client.Object{endpoint, event} {
+		if err := c.Create(ctx, obj); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func annotate(ctx context.Context, c client.Client, obj client.Object, name, key, value string) error {
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj); err != nil {
+		return err
+	}
+	patch := client.MergeFrom(obj.DeepCopyObject().(client.Object))
+	annotations := obj.GetAnnotations()
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations[key] = value
+	obj.SetAnnotations(annotations)
+	return c.Patch(ctx, obj, patch)
+}
+
+func requestTest(ctx context.Context, c client.Client, endpoint string) (*webhooksv1alpha1.TestResult, error) {
+	value := time.Now().UTC().Format(time.RFC3339Nano)
+	if err := annotate(ctx, c, &webhooksv1alpha1.WebhookEndpoint{}, endpoint, webhooksv1alpha1.TestRequestedAtAnnotation, value); err != nil {
+		return nil, err
+	}
+	var result *webhooksv1alpha1.TestResult
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		ep := &webhooksv1alpha1.WebhookEndpoint{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: endpoint}, ep); err != nil {
+			return false, err
+		}
+		result = ep.Status.LastTest
+		return result != nil && result.RequestedAt == value, nil
+	})
+	return result, err
+}
+
+// waitFinished waits until every event is Delivered or Failed and, when redelivery is set, has acted on
+// that redelivery request if it was asked for one.
+func waitFinished(ctx context.Context, c client.Client, redelivery string) ([]webhooksv1alpha1.DocumentEvent, error) {
 	var events []webhooksv1alpha1.DocumentEvent
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		list := &webhooksv1alpha1.DocumentEventList{}
@@ -272,32 +379,48 @@ func waitFinished(ctx context.Context, c client.Client) ([]webhooksv1alpha1.Docu
 			if ev.Status.Phase != webhooksv1alpha1.DocumentEventDelivered && ev.Status.Phase != webhooksv1alpha1.DocumentEventFailed {
 				return false, nil
 			}
+			if redelivery != "" && ev.Annotations[webhooksv1alpha1.RedeliverRequestedAtAnnotation] == redelivery &&
+				ev.Status.LastRedeliveryRequest != redelivery {
+				return false, nil
+			}
 		}
 		return len(events) > 0, nil
 	})
 	return events, err
 }
 
-func printSummary(events []webhooksv1alpha1.DocumentEvent, recv *receiver) {
+func printSummary(events []webhooksv1alpha1.DocumentEvent, lastTest *webhooksv1alpha1.TestResult, receivers ...*receiver) {
 	fmt.Println()
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	_, _ = fmt.Fprintln(w, "EVENT\tDOCUMENT\tTYPE\tPHASE\tENDPOINT\tATTEMPTS\tHTTP\tSIGNATURE")
+	_, _ = fmt.Fprintln(w, "EVENT\tDOCUMENT\tTYPE\tPHASE\tENDPOINT\tATTEMPTS\tHTTP\tRECEIVED (VERIFIED)\tNOTE")
 	for _, ev := range events {
 		docType := "-"
 		if t := ev.Spec.DocumentStatus.DocType; t != nil {
 			docType = *t
 		}
-		if len(ev.Status.Deliveries) == 0 {
-			_, _ = fmt.Fprintf(w, "%s\t%s\t%s\t%s\t-\t0\t-\t-\n", ev.Name, ev.Spec.DocumentID, docType, ev.Status.Phase)
-		}
 		for _, d := range ev.Status.Deliveries {
-			sig := "not verified"
-			if recv.isVerified(d.DeliveryID) {
-				sig = "verified"
+			received := 0
+			for _, r := range receivers {
+				received += r.receipts(d.DeliveryID)
 			}
-			_, _ = fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", ev.Name, ev.Spec.DocumentID, docType,
-				ev.Status.Phase, d.Endpoint, d.Attempts, d.LastStatusCode, sig)
+			note := ""
+			switch {
+			case ev.Status.LastRedeliveryRequest != "":
+				note = "redelivered on request, same X-Webhook-Id"
+			case d.Attempts > 1:
+				note = fmt.Sprintf("delivered after %d failed attempts", d.Attempts-1)
+			}
+			_, _ = fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", ev.Name, ev.Spec.DocumentID, docType,
+				ev.Status.Phase, d.Endpoint, d.Attempts, d.LastStatusCode, received, note)
 		}
+	}
+	if lastTest != nil {
+		result := "ok"
+		if !lastTest.Success {
+			result = "failed: " + lastTest.Error
+		}
+		_, _ = fmt.Fprintf(w, "(test webhook)\ttest_...\tINVOICE\t-\torders-receiver\t1\t%d\t1\t%s, %dms\n",
+			lastTest.StatusCode, result, lastTest.DurationMs)
 	}
 	_ = w.Flush()
 	fmt.Println()
