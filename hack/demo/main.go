@@ -26,8 +26,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/utils/ptr"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -116,8 +116,7 @@ func run() error {
 	}
 
 	step("Waiting for every DocumentEvent to finish")
-	events, err := waitFinished(ctx, cluster.Client, "")
-	if err != nil {
+	if _, err := waitFinished(ctx, cluster.Client, ""); err != nil {
 		return withLog(err, logPath)
 	}
 
@@ -132,7 +131,8 @@ func run() error {
 		webhooksv1alpha1.RedeliverRequestedAtAnnotation, "demo"); err != nil {
 		return err
 	}
-	if events, err = waitFinished(ctx, cluster.Client, "demo"); err != nil {
+	events, err := waitFinished(ctx, cluster.Client, "demo")
+	if err != nil {
 		return withLog(err, logPath)
 	}
 
