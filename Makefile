@@ -50,6 +50,16 @@ vet: ## Run go vet against code.
 test: manifests generate fmt vet setup-envtest ## Run every test against a real kube-apiserver and etcd.
 	KUBEBUILDER_ASSETS="$$($(ENVTEST_SETUP))" go test ./... -count=1 -timeout 20m
 
+FUZZTIME ?= 10s
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (their seed corpora already run in make test).
+	go test ./internal/delivery/ -run '^$$' -fuzz '^FuzzMarshal$$' -fuzztime $(FUZZTIME)
+	go test ./internal/delivery/ -run '^$$' -fuzz '^FuzzValidateURL$$' -fuzztime $(FUZZTIME)
+	go test ./internal/delivery/ -run '^$$' -fuzz '^FuzzParseRetryAfter$$' -fuzztime $(FUZZTIME)
+	go test ./pkg/signature/ -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
+	go test ./pkg/signature/ -run '^$$' -fuzz '^FuzzVerifyStandard$$' -fuzztime $(FUZZTIME)
+
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint.
 	$(GOLANGCI_LINT) run

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 	"github.com/1flow/webhook-operator/internal/delivery"
+	"github.com/1flow/webhook-operator/internal/localcluster"
 )
 
 var (
@@ -41,12 +41,12 @@ var _ = BeforeSuite(func() {
 
 	Expect(webhooksv1alpha1.AddToScheme(scheme.Scheme)).To(Succeed())
 
+	// AssetsDir finds the binaries that hack/setup-envtest.sh builds, so the tests also run from an IDE
+	// without KUBEBUILDER_ASSETS.
 	testEnv = &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
-	}
-	if dir := firstFoundEnvTestBinaryDir(); dir != "" {
-		testEnv.BinaryAssetsDirectory = dir
+		BinaryAssetsDirectory: localcluster.AssetsDir(),
 	}
 
 	var err error
@@ -82,22 +82,3 @@ var _ = AfterSuite(func() {
 	cancel()
 	Expect(testEnv.Stop()).To(Succeed())
 })
-
-// firstFoundEnvTestBinaryDir finds the binaries that hack/setup-envtest.sh builds, so the tests also run
-// from an IDE without KUBEBUILDER_ASSETS.
-func firstFoundEnvTestBinaryDir() string {
-	if os.Getenv("KUBEBUILDER_ASSETS") != "" {
-		return ""
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return ""
-	}
-	matches, _ := filepath.Glob(filepath.Join(home, ".local", "share", "kubebuilder-envtest", "k8s", "*"))
-	for _, dir := range matches {
-		if _, err := os.Stat(filepath.Join(dir, "kube-apiserver")); err == nil {
-			return dir
-		}
-	}
-	return ""
-}

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
+)
+
+// fullPayload is a payload as receivers get it, with every member set.
+const fullPayload = `{
+  "event": "document.ready",
+  "success": true,
+  "documentId": "doc_ABC.123/xyz",
+  "status": {
+    "extractionStatus": "INDEXED",
+    "docType": "INVOICE",
+    "createdAt": "2024-01-15T10:30:00Z",
+    "updatedAt": "2024-01-15T10:35:00Z",
+    "extractionErrors": [{"field": "dueDate", "message": "not found"}]
+  },
+  "document": {"description": "Invoice #1042 from Acme", "totalAmount": 1234.56, "documentDate": "2024-01-15"},
+  "extraction": {
+    "fields": {"invoiceNumber": "1042", "vendor": "Acme GmbH", "rate": 0.10000000000000000001},
+    "tables": {"items": [{"description": "Widget", "quantity": 2, "unitPrice": 617.28}]}
+  }
+}`
+
+// minimalPayload has "document": null and "extraction": null.
+const minimalPayload = `{"event":"document.ready","success":true,"documentId":"doc_receipt_7",` +
+	`"status":{"extractionStatus":"INDEXED","docType":null,"createdAt":"2024-01-15T10:30:00Z","updatedAt":"2024-01-15T10:30:00Z",` +
+	`"extractionErrors":null},"document":null,"extraction":null}`
+
+func writePayload(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "payload.json")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+var createdName = regexp.MustCompile(`^documentevent/([a-z0-9.-]+) created in namespace (\S+) \(documentId (\S+)\)\n$`)
+
+func TestSendFullPayload(t *testing.T) {
+	ns := newNamespace(t)
+	r := kubectlWebhook(t, "", "send", "-f", writePayload(t, fullPayload), "-n", ns)
+	mustSucceed(t, r)
+	m := createdName.FindStringSubmatch(r.stdout)
+	if m == nil || m[2] != ns || m[3] != "doc_ABC.123/xyz" {
+		t.Fatalf("unexpected output: %s", r)
+	}
+	if !regexp.MustCompile(`^doc-abc-123-xyz-[a-z0-9]{5}$`).MatchString(m[1]) {
+		t.Errorf("name %q is not the sanitized documentId plus a suffix", m[1])
+	}
+
+	ev := getEvent(t, ns, m[1])
+	spec := ev.Spec
+	if spec.DocumentID != "doc_ABC.123/xyz" || spec.Event != webhooksv1alpha1.DocumentReadyEvent {
+		t.Errorf("documentId %q event %q", spec.DocumentID, spec.Event)
+	}
+	st := spec.DocumentStatus
+	if st.ExtractionStatus != "INDEXED" || st.DocType == nil || *st.DocType != "INVOICE" ||
+		st.CreatedAt != "2024-01-15T10:30:00Z" || st.UpdatedAt != "2024-01-15T10:35:00Z" {
+		t.Errorf("documentStatus = %+v", st)
+	}
+	if len(st.ExtractionErrors) != 1 || string(st.ExtractionErrors[0].Raw) != `{"field":"dueDate","message":"not found"}` {
+		t.Errorf("extractionErrors = %v", st.ExtractionErrors)
+	}
+	if spec.Document == nil || spec.Document.TotalAmount == nil || *spec.Document.TotalAmount != "1234.56" {
+		t.Fatalf("document = %+v, want totalAmount 1234.56", spec.Document)
+	}
+	if spec.Document.Description != "Invoice #1042 from Acme" || spec.Document.DocumentDate != "2024-01-15" {
+		t.Errorf("document = %+v", spec.Document)
+	}
+	if spec.Extraction == nil || spec.Extraction.Fields == nil || spec.Extraction.Tables == nil {
+		t.Fatalf("extraction = %+v", spec.Extraction)
+	}
+	// The API server keeps free-form numbers as float64 (0.10000000000000000001 comes back as 0.1); only
+	// totalAmount, a Decimal string, keeps every digit through the API server.
+	if got := string(spec.Extraction.Fields.Raw); !strings.Contains(got, `"invoiceNumber":"1042"`) ||
+		!strings.Contains(got, `"vendor":"Acme GmbH"`) {
+		t.Errorf("fields = %s", got)
+	}
+	if got := string(spec.Extraction.Tables.Raw); got != `{"items":[{"description":"Widget","quantity":2,"unitPrice":617.28}]}` {
+		t.Errorf("tables = %s", got)
+	}
+	if spec.EndpointSelector != nil {
+		t.Errorf("selector set without --selector: %v", spec.EndpointSelector)
+	}
+
+	// Sending the same payload again creates a second event.
+	r = kubectlWebhook(t, "", "send", "-f", writePayload(t, fullPayload), "-n", ns)
+	mustSucceed(t, r)
+	if again := createdName.FindStringSubmatch(r.stdout); again == nil || again[1] == m[1] {
+		t.Errorf("second send did not create a new event: %s", r)
+	}
+}
+
+func TestSendNullDocument(t *testing.T) {
+	ns := newNamespace(t)
+	r := kubectlWebhook(t, minimalPayload, "send", "-f", "-", "-n", ns, "--name", "receipt-7-replay", "--selector", "team=billing,tier in (prod,staging)")
+	mustSucceed(t, r)
+	ev := getEvent(t, ns, "receipt-7-replay")
+	if ev.Spec.Document != nil || ev.Spec.Extraction != nil {
+		t.Errorf("document %+v extraction %+v, want both null", ev.Spec.Document, ev.Spec.Extraction)
+	}
+	if ev.Spec.DocumentStatus.DocType != nil || ev.Spec.DocumentStatus.ExtractionErrors != nil {
+		t.Errorf("documentStatus = %+v, want docType and extractionErrors null", ev.Spec.DocumentStatus)
+	}
+	sel := ev.Spec.EndpointSelector
+	if sel == nil || sel.MatchLabels["team"] != "billing" || len(sel.MatchExpressions) != 1 ||
+		sel.MatchExpressions[0].Key != "tier" || len(sel.MatchExpressions[0].Values) != 2 {
+		t.Errorf("endpointSelector = %+v", sel)
+	}
+
+	mustFail(t, kubectlWebhook(t, minimalPayload, "send", "-f", "-", "-n", ns, "--name", "receipt-7-replay"), "already exists")
+}
+
+func TestSendExactDigits(t *testing.T) {
+	ns := newNamespace(t)
+	payload := strings.Replace(fullPayload, "1234.56", "12345678901234567890.123456789", 1)
+	r := kubectlWebhook(t, "", "send", "-f", writePayload(t, payload), "-n", ns, "--name", "big")
+	mustSucceed(t, r)
+	if got := *getEvent(t, ns, "big").Spec.Document.TotalAmount; got != "12345678901234567890.123456789" {
+		t.Errorf("totalAmount = %s", got)
+	}
+}
+
+func TestSendDryRun(t *testing.T) {
+	ns := newNamespace(t)
+	r := kubectlWebhook(t, "", "send", "-f", writePayload(t, fullPayload), "-n", ns, "--dry-run", "--selector", "team=billing")
+	mustSucceed(t, r)
+
+	ev := &webhooksv1alpha1.DocumentEvent{}
+	if err := yaml.UnmarshalStrict([]byte(r.stdout), ev); err != nil {
+		t.Fatalf("the output is not a DocumentEvent manifest: %v\n%s", err, r.stdout)
+	}
+	if ev.Kind != "DocumentEvent" || ev.APIVersion != "webhooks.1flow.io/v1alpha1" {
+		t.Errorf("kind %q apiVersion %q", ev.Kind, ev.APIVersion)
+	}
+	if ev.Namespace != ns || !strings.HasPrefix(ev.Name, "doc-abc-123-xyz-") {
+		t.Errorf("metadata = %s/%s", ev.Namespace, ev.Name)
+	}
+	if ev.Spec.Document == nil || ev.Spec.Document.TotalAmount == nil || *ev.Spec.Document.TotalAmount != "1234.56" {
+		t.Errorf("document = %+v", ev.Spec.Document)
+	}
+	if !strings.Contains(r.stdout, `totalAmount: "1234.56"`) {
+		t.Errorf("totalAmount is not a quoted string in the YAML:\n%s", r.stdout)
+	}
+	if ev.Spec.EndpointSelector == nil || ev.Spec.EndpointSelector.MatchLabels["team"] != "billing" {
+		t.Errorf("endpointSelector = %+v", ev.Spec.EndpointSelector)
+	}
+	for _, unwanted := range []string{"status:", "creationTimestamp"} {
+		if strings.Contains(r.stdout, unwanted) {
+			t.Errorf("the manifest contains %q:\n%s", unwanted, r.stdout)
+		}
+	}
+
+	list := &webhooksv1alpha1.DocumentEventList{}
+	if err := k.List(context.Background(), list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 0 {
+		t.Errorf("--dry-run created %d events", len(list.Items))
+	}
+
+	// The manifest created by the dry run is accepted by the API server as it is.
+	if err := k.Create(context.Background(), ev); err != nil {
+		t.Errorf("create the printed manifest: %v", err)
+	}
+
+	// Without -n the manifest has no namespace, so kubectl apply -n chooses it.
+	r = kubectlWebhook(t, "", "send", "-f", writePayload(t, minimalPayload), "--dry-run")
+	mustSucceed(t, r)
+	if strings.Contains(r.stdout, "namespace:") {
+		t.Errorf("namespace in the manifest without -n:\n%s", r.stdout)
+	}
+}
+
+func TestSendErrors(t *testing.T) {
+	ns := newNamespace(t)
+	cases := []struct{ name, payload, want string }{
+		{"bad JSON", `{"documentId": "doc_1",`, "invalid payload JSON"},
+		{"not an object", `[1, 2]`, "invalid payload JSON"},
+		{"empty input", ``, "invalid payload JSON: the input is empty"},
+		{"trailing data", `{"documentId":"doc_1"} {}`, "unexpected data after the payload object"},
+		{"missing documentId", `{"event":"document.ready","success":true,"document":null}`, "documentId is missing or empty"},
+		{"unknown member", `{"documentId":"doc_1","documentID":"doc_1"}`, `unknown member "documentID"`},
+		{"wrong case", `{"DocumentId":"doc_1"}`, `unknown member "DocumentId"`},
+		{"nested unknown member", `{"documentId":"doc_1","document":{"total":1}}`, `unknown member "document.total"`},
+		{"success false", `{"documentId":"doc_1","success":false}`, `"success" is false`},
+		{"other event", `{"documentId":"doc_1","event":"document.deleted"}`, `unsupported event "document.deleted"`},
+		{"fields not an object", `{"documentId":"doc_1","extraction":{"fields":[1]}}`, "extraction.fields must be a JSON object or null"},
+		{"errors not an array", `{"documentId":"doc_1","status":{"extractionErrors":"boom"}}`, "status.extractionErrors must be a JSON array or null"},
+		{"amount not a number", `{"documentId":"doc_1","document":{"totalAmount":"12,50"}}`, "invalid payload JSON"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writePayload(t, tc.payload)
+			mustFail(t, kubectlWebhook(t, "", "send", "-f", path, "-n", ns), tc.want)
+			mustFail(t, kubectlWebhook(t, "", "send", "-f", path, "--dry-run"), path+": ")
+		})
+	}
+	mustFail(t, kubectlWebhook(t, "", "send", "-n", ns), `required flag(s) "filename" not set`)
+	mustFail(t, kubectlWebhook(t, "", "send", "-f", filepath.Join(t.TempDir(), "missing.json")), "no such file")
+	mustFail(t, kubectlWebhook(t, minimalPayload, "send", "-f", "-", "--name", "Not_Valid"), `invalid --name "Not_Valid"`)
+	mustFail(t, kubectlWebhook(t, minimalPayload, "send", "-f", "-", "--selector", "a in in"), "invalid --selector")
+
+	list := &webhooksv1alpha1.DocumentEventList{}
+	if err := k.List(context.Background(), list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 0 {
+		t.Errorf("invalid payloads created %d events", len(list.Items))
+	}
+}
