@@ -202,3 +202,9 @@ helm-chart: manifests ## Refresh dist/chart from config/ (CRDs, manager ClusterR
 .PHONY: install-plugin
 install-plugin: ## Install kubectl-webhook into $(GOBIN) so kubectl finds it as `kubectl webhook`.
 	GOBIN="$(GOBIN)" go install ./cmd/kubectl-webhook
+
+##@ Documentation
+
+.PHONY: docs
+docs: ## Regenerate docs/api-reference.md from the API types.
+	go run ./hack/gen-api-docs -o docs/api-reference.md
