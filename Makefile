@@ -80,7 +80,7 @@ bench: manifests setup-envtest ## Measure throughput, latency, isolation, fan-ou
 
 .PHONY: bench-quick
 bench-quick: manifests setup-envtest ## Run the benchmark at CI smoke sizes (targets reported, not asserted).
-	KUBEBUILDER_ASSETS="$$($(ENVTEST_SETUP))" go run ./bench --quick
+	KUBEBUILDER_ASSETS="$$($(ENVTEST_SETUP))" go run ./bench --quick --out bench/results/quick.json
 
 ##@ Build
 
