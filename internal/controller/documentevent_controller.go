@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -131,11 +132,8 @@ func (r *DocumentEventReconciler) reconcile(
 		return ctrl.Result{}, err
 	}
 
-	body, err := delivery.Marshal(payloadOf(ev))
-	if err != nil {
-		setEventStatus(ev, webhooksv1alpha1.DocumentEventFailed, webhooksv1alpha1.InvalidPayloadReason, err.Error())
-		return ctrl.Result{}, reconcile.TerminalError(err)
-	}
+	// Most reconciles only record results; the payload is encoded once, and only when an attempt starts.
+	body := sync.OnceValues(func() ([]byte, error) { return delivery.Marshal(payloadOf(ev)) })
 
 	learned := r.applyFinished(ctx, ev, endpoints.Items, finished)
 	hold, held, err := r.startDue(ctx, ev, endpoints.Items, body)
@@ -224,7 +222,8 @@ func alreadyRecorded(d *webhooksv1alpha1.EndpointDelivery, res delivery.Result) 
 // hands the due ones to the dispatcher. It returns how long until a held delivery should be looked at
 // again (0 when only watches can unblock it), and whether any delivery was ended or held.
 func (r *DocumentEventReconciler) startDue(
-	ctx context.Context, ev *webhooksv1alpha1.DocumentEvent, endpoints []webhooksv1alpha1.WebhookEndpoint, body []byte,
+	ctx context.Context, ev *webhooksv1alpha1.DocumentEvent, endpoints []webhooksv1alpha1.WebhookEndpoint,
+	body func() ([]byte, error),
 ) (hold time.Duration, held bool, err error) {
 	byName := endpointsByName(endpoints)
 	now := r.shared.clock.Now()
@@ -265,11 +264,17 @@ func (r *DocumentEventReconciler) startDue(
 			}
 			continue
 		}
+		payload, marshalErr := body()
+		if marshalErr != nil {
+			// The spec is immutable: a payload that cannot be encoded never will be.
+			setEventStatus(ev, webhooksv1alpha1.DocumentEventFailed, webhooksv1alpha1.InvalidPayloadReason, marshalErr.Error())
+			return 0, true, reconcile.TerminalError(marshalErr)
+		}
 		r.shared.dispatcher.submit(job{
 			event:      client.ObjectKeyFromObject(ev),
 			endpoint:   ep,
 			deliveryID: d.DeliveryID,
-			request:    attemptRequest(ep, d.DeliveryID, body, creds),
+			request:    attemptRequest(ep, d.DeliveryID, payload, creds),
 		})
 		if d.Reason == webhooksv1alpha1.EndpointNotReadyReason {
 			d.Reason, d.LastError = "", ""

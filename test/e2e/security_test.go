@@ -198,3 +198,26 @@ func freeAddr(t *testing.T) string {
 	defer func() { _ = l.Close() }()
 	return l.Addr().String()
 }
+
+// TestWatchNamespacesScopesTheOperator runs the manager with --watch-namespaces: it delivers in the
+// namespaces it serves and leaves every other namespace alone.
+func TestWatchNamespacesScopesTheOperator(t *testing.T) {
+	g := NewWithT(t)
+	const served, ignored, secret = "e2e-served", "e2e-ignored", "scoped-secret"
+	recv := newCountingReceiver(t, secret, 0)
+	setupTenant(t, served, secret, recv.URL)
+	setupTenant(t, ignored, secret, recv.URL)
+	startManager(t, "scoped", append(fastLeaderElection, "--watch-namespaces="+served)...)
+
+	createEvents(t, served, "in", 3)
+	createEvents(t, ignored, "out", 3)
+	waitAllDelivered(t, served, time.Minute)
+	g.Consistently(func() int {
+		_, pending := deliveredIDs(t, ignored)
+		return pending
+	}, 2*time.Second, 200*time.Millisecond).Should(Equal(3), "events outside --watch-namespaces are not touched")
+	g.Expect(recv.counts()).To(HaveLen(3))
+	for _, ev := range []string{"out-0000", "out-0001", "out-0002"} {
+		g.Expect(getEvent(t, ignored, ev).Status.Phase).To(BeEmpty())
+	}
+}
