@@ -1,0 +1,496 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
+	"github.com/1flow/webhook-operator/internal/localcluster"
+)
+
+const signingSecret = "bench-signing-secret"
+
+// harness owns the control plane, the manager binary and every manager process it started.
+type harness struct {
+	sizes      sizes
+	root, work string
+	cluster    *localcluster.Cluster
+	binary     string
+	kubeconfig string
+	// c is the benchmark's own client: the same one creates events, measures the ceiling and watches.
+	// client-go's default rate limit (5 QPS) would measure the limiter, so it is lifted.
+	c client.WithWatch
+
+	mu       sync.Mutex
+	managers map[*manager]struct{}
+}
+
+func newHarness(ctx context.Context, sz sizes) (*harness, error) {
+	root, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(root, "config", "crd", "bases")); err != nil {
+		return nil, fmt.Errorf("run the benchmark from the repository root (make bench): %w", err)
+	}
+	work, err := os.MkdirTemp("", "webhook-operator-bench-")
+	if err != nil {
+		return nil, err
+	}
+	h := &harness{sizes: sz, root: root, work: work, managers: map[*manager]struct{}{}}
+
+	step("Starting the control plane (kube-apiserver and etcd from %s)", localcluster.AssetsDir())
+	if h.cluster, err = localcluster.Start(root); err != nil {
+		_ = os.RemoveAll(work)
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = h.cluster.Stop()
+			_ = os.RemoveAll(work)
+		}
+	}()
+	step("Building the manager (go build ./cmd/manager)")
+	if h.binary, err = localcluster.BuildManager(ctx, root, work); err != nil {
+		return nil, err
+	}
+	if h.kubeconfig, err = h.cluster.ManagerKubeconfig(ctx, work); err != nil {
+		return nil, err
+	}
+	cfg := rest.CopyConfig(h.cluster.Config)
+	cfg.QPS, cfg.Burst = 5000, 10000
+	if h.c, err = client.NewWithWatch(cfg, client.Options{Scheme: localcluster.Scheme}); err != nil {
+		return nil, err
+	}
+	ok = true
+	return h, nil
+}
+
+// close kills the managers still running, stops the control plane, and removes the work folder unless
+// keep is set (then it prints where the manager logs are).
+func (h *harness) close(keep bool) {
+	h.mu.Lock()
+	running := make([]*manager, 0, len(h.managers))
+	for m := range h.managers {
+		running = append(running, m)
+	}
+	h.mu.Unlock()
+	for _, m := range running {
+		_ = m.Kill()
+		h.forget(m)
+	}
+	if err := h.cluster.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: stop control plane:", err)
+	}
+	if keep {
+		step("Manager logs kept in %s", h.work)
+		return
+	}
+	_ = os.RemoveAll(h.work)
+}
+
+// manager is one manager process with its plain-HTTP metrics endpoint.
+type manager struct {
+	*localcluster.Manager
+	name    string
+	metrics string
+	logPath string
+	logFile *os.File
+}
+
+// startManager runs a fresh manager process and waits until its probes answer.
+func (h *harness) startManager(ctx context.Context, name string) (*manager, error) {
+	metrics, err := freeAddress()
+	if err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(h.work, name+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"--metrics-bind-address=" + metrics, "--metrics-secure=false"}, managerArgs...)
+	lm, err := localcluster.StartManager(ctx, h.binary, h.kubeconfig, logFile, args...)
+	if err != nil {
+		_ = logFile.Close()
+		return nil, withLog(fmt.Errorf("start manager %s: %w", name, err), logPath)
+	}
+	m := &manager{Manager: lm, name: name, metrics: metrics, logPath: logPath, logFile: logFile}
+	h.mu.Lock()
+	h.managers[m] = struct{}{}
+	h.mu.Unlock()
+	return m, nil
+}
+
+// stopManager sends SIGTERM and waits; a manager that does not exit in time is killed and reported, but
+// that does not fail the scenario.
+func (h *harness) stopManager(m *manager) {
+	if err := m.Stop(40 * time.Second); err != nil {
+		info("warning: manager %s did not stop cleanly: %v (log: %s)", m.name, err, m.logPath)
+	}
+	h.forget(m)
+}
+
+// killManager ends a manager at once; scenarios defer it so that no process outlives an error.
+func (h *harness) killManager(m *manager) {
+	h.mu.Lock()
+	_, running := h.managers[m]
+	h.mu.Unlock()
+	if running {
+		_ = m.Kill()
+		h.forget(m)
+	}
+}
+
+func (h *harness) forget(m *manager) {
+	h.mu.Lock()
+	delete(h.managers, m)
+	h.mu.Unlock()
+	_ = m.logFile.Close()
+}
+
+// writeCounts scrapes controller-runtime's rest_client_requests_total and returns the requests by method.
+func (m *manager) writeCounts(ctx context.Context) (map[string]float64, error) {
+	byMethod, _, err := m.scrape(ctx)
+	return byMethod, err
+}
+
+// scrape reads the manager's metrics: rest_client_requests_total summed by method, and the unlabelled
+// Go runtime gauges (go_memstats_*, go_goroutines).
+func (m *manager) scrape(ctx context.Context) (requestsByMethod, gauges map[string]float64, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.metrics+"/metrics", nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("scrape manager metrics: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, fmt.Errorf("scrape manager metrics: HTTP %d", resp.StatusCode)
+	}
+	requestsByMethod, gauges = map[string]float64{}, map[string]float64{}
+	found := false
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "rest_client_requests_total{"):
+			found = true
+			end := strings.LastIndex(line, "}")
+			if end < 0 {
+				continue
+			}
+			value, err := strconv.ParseFloat(strings.TrimSpace(line[end+1:]), 64)
+			if err != nil {
+				return nil, nil, fmt.Errorf("parse metric line %q: %w", line, err)
+			}
+			requestsByMethod[strings.ToUpper(labelValue(line[:end], "method"))] += value
+		case strings.HasPrefix(line, "go_memstats_") || strings.HasPrefix(line, "go_goroutines "):
+			name, value, ok := strings.Cut(line, " ")
+			if !ok || strings.Contains(name, "{") {
+				continue
+			}
+			if v, err := strconv.ParseFloat(strings.TrimSpace(value), 64); err == nil {
+				gauges[name] = v
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, nil, err
+	}
+	if !found {
+		return nil, nil, errors.New("the manager's metrics have no rest_client_requests_total")
+	}
+	return requestsByMethod, gauges, nil
+}
+
+func labelValue(labels, name string) string {
+	key := name + `="`
+	i := strings.Index(labels, key)
+	if i < 0 {
+		return ""
+	}
+	tail := labels[i+len(key):]
+	if j := strings.Index(tail, `"`); j >= 0 {
+		return tail[:j]
+	}
+	return ""
+}
+
+var writeMethods = []string{"POST", "PUT", "PATCH", "DELETE"}
+
+// writeDelta is the difference of two scrapes, restricted to write methods.
+func writeDelta(before, after map[string]float64) (total float64, byMethod map[string]float64) {
+	byMethod = map[string]float64{}
+	for _, method := range writeMethods {
+		d := after[method] - before[method]
+		byMethod[method] = d
+		total += d
+	}
+	return total, byMethod
+}
+
+// rss reads the manager's current and peak resident set size, in bytes, from /proc.
+func (m *manager) rss() (current, peak int64, err error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", m.PID()))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 2 {
+			continue
+		}
+		kb, err := strconv.ParseInt(fields[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		switch fields[0] {
+		case "VmRSS:":
+			current = kb << 10
+		case "VmHWM:":
+			peak = kb << 10
+		}
+	}
+	if current == 0 || peak == 0 {
+		return 0, 0, fmt.Errorf("no VmRSS/VmHWM in /proc/%d/status", m.PID())
+	}
+	return current, peak, nil
+}
+
+// cpuSeconds returns the user plus system CPU time the manager process has used so far.
+func (m *manager) cpuSeconds() (float64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.PID()))
+	if err != nil {
+		return 0, err
+	}
+	// The command name in parentheses may hold spaces; the fields after it are fixed.
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", m.PID())
+	}
+	utime, err1 := strconv.ParseFloat(fields[11], 64)
+	stime, err2 := strconv.ParseFloat(fields[12], 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	// USER_HZ is 100 on every Linux architecture Go supports.
+	return (utime + stime) / 100, nil
+}
+
+// usage is what a manager consumed over a measured window: API writes and CPU time.
+type usage struct {
+	writes     float64
+	cpuSeconds float64
+}
+
+// usageSince returns a function that, called at the end of the window, reports the manager's usage.
+func (m *manager) usageSince(ctx context.Context) (func() (usage, error), error) {
+	writes0, err := m.writeCounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cpu0, err := m.cpuSeconds()
+	if err != nil {
+		return nil, err
+	}
+	return func() (usage, error) {
+		writes1, err := m.writeCounts(ctx)
+		if err != nil {
+			return usage{}, err
+		}
+		cpu1, err := m.cpuSeconds()
+		if err != nil {
+			return usage{}, err
+		}
+		total, _ := writeDelta(writes0, writes1)
+		return usage{writes: total, cpuSeconds: cpu1 - cpu0}, nil
+	}, nil
+}
+
+// setupNamespace creates a namespace with the signing Secret every endpoint uses.
+func (h *harness) setupNamespace(ctx context.Context, ns string) error {
+	for _, obj := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+		&corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "signing"},
+			StringData: map[string]string{"signingSecret": signingSecret},
+		},
+	} {
+		if err := h.c.Create(ctx, obj); err != nil {
+			return fmt.Errorf("create %T %s: %w", obj, obj.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// createEndpoint creates a signed endpoint with the default maxInFlight.
+func (h *harness) createEndpoint(ctx context.Context, ns, name, url string, timeout time.Duration) error {
+	ep := &webhooksv1alpha1.WebhookEndpoint{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: webhooksv1alpha1.WebhookEndpointSpec{
+			URL:       url,
+			SecretRef: &webhooksv1alpha1.SecretKeyReference{Name: "signing"},
+			Timeout:   &metav1.Duration{Duration: timeout},
+		},
+	}
+	if err := h.c.Create(ctx, ep); err != nil {
+		return fmt.Errorf("create WebhookEndpoint %s/%s: %w", ns, name, err)
+	}
+	return nil
+}
+
+// waitEndpointsReady waits until the manager marked every endpoint of the namespace Ready, which also
+// tells that its caches are synced and its controllers run.
+func (h *harness) waitEndpointsReady(ctx context.Context, ns string, want int) (int32, error) {
+	var maxInFlight int32
+	var notReady []string
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		list := &webhooksv1alpha1.WebhookEndpointList{}
+		if err := h.c.List(ctx, list, client.InNamespace(ns)); err != nil {
+			return false, nil
+		}
+		ready := 0
+		notReady = notReady[:0]
+		for i := range list.Items {
+			ep := &list.Items[i]
+			c := apimeta.FindStatusCondition(ep.Status.Conditions, webhooksv1alpha1.ReadyCondition)
+			switch {
+			case c != nil && c.Status == metav1.ConditionTrue:
+				ready++
+			case c != nil:
+				notReady = append(notReady, fmt.Sprintf("%s: %s: %s", ep.Name, c.Reason, c.Message))
+			default:
+				notReady = append(notReady, ep.Name+": no Ready condition yet")
+			}
+			maxInFlight = max(maxInFlight, ep.Spec.MaxInFlight)
+		}
+		return ready == want && len(list.Items) == want, nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("endpoints in %s not Ready within a minute (%s): %w", ns, strings.Join(notReady, "; "), err)
+	}
+	return maxInFlight, nil
+}
+
+// createEvents creates n events with workers concurrent clients. after, when set, runs right after each
+// Create succeeds.
+func (h *harness) createEvents(ctx context.Context, n, workers int, mk func(i int) *webhooksv1alpha1.DocumentEvent,
+	after func(ctx context.Context, i int, ev *webhooksv1alpha1.DocumentEvent) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				ev := mk(i)
+				if err := retry(ctx, func() error { return h.c.Create(ctx, ev) }); err != nil {
+					cancel(fmt.Errorf("create DocumentEvent %s: %w", ev.Name, err))
+					continue
+				}
+				if after != nil {
+					if err := after(ctx, i, ev); err != nil {
+						cancel(err)
+					}
+				}
+			}
+		})
+	}
+	for i := range n {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(next)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return ctx.Err()
+}
+
+// retry repeats an API call that failed for a transient reason (throttling, a timeout, a server error).
+func retry(ctx context.Context, call func() error) error {
+	var err error
+	for attempt := range 6 {
+		err = call()
+		if err == nil || apierrors.IsAlreadyExists(err) && attempt > 0 {
+			return nil
+		}
+		if !apierrors.IsTooManyRequests(err) && !apierrors.IsServerTimeout(err) && !apierrors.IsTimeout(err) &&
+			!apierrors.IsInternalError(err) && !apierrors.IsServiceUnavailable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(50<<attempt) * time.Millisecond):
+		}
+	}
+	return err
+}
+
+// deleteEvents removes the namespace's events so that later managers do not load them into their cache.
+// Namespaces themselves are never deleted: without kube-controller-manager they would stay Terminating.
+func (h *harness) deleteEvents(ctx context.Context, ns string) error {
+	if err := h.c.DeleteAllOf(ctx, &webhooksv1alpha1.DocumentEvent{}, client.InNamespace(ns)); err != nil {
+		return fmt.Errorf("delete DocumentEvents in %s: %w", ns, err)
+	}
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(webhooksv1alpha1.GroupVersion.WithKind("DocumentEventList"))
+		if err := h.c.List(ctx, list, client.InNamespace(ns), client.Limit(1)); err != nil {
+			return false, nil
+		}
+		return len(list.Items) == 0, nil
+	})
+}
+
+func freeAddress() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().String(), nil
+}
+
+// withLog adds the tail of a manager log to an error.
+func withLog(err error, logPath string) error {
+	data, readErr := os.ReadFile(logPath)
+	if readErr != nil || len(data) == 0 {
+		return err
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > 30 {
+		lines = lines[len(lines)-30:]
+	}
+	return fmt.Errorf("%w\nlast lines of the manager log %s:\n%s", err, logPath, strings.Join(lines, "\n"))
+}

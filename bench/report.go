@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/1flow/webhook-operator/internal/localcluster"
+)
+
+// result is one scenario in bench/results/latest.json.
+type result struct {
+	Scenario string         `json:"scenario"`
+	Value    float64        `json:"value"`
+	Unit     string         `json:"unit"`
+	Target   string         `json:"target"`
+	Met      bool           `json:"met"`
+	Details  map[string]any `json:"details"`
+}
+
+func printTable(w io.Writer, results []result) {
+	_, _ = fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	_, _ = fmt.Fprintln(tw, "SCENARIO\tVALUE\tUNIT\tTARGET\tMET")
+	for _, r := range results {
+		met := "yes"
+		switch {
+		case r.Details["error"] != nil:
+			met = "ERROR"
+		case !r.Met:
+			met = "no"
+		}
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Scenario, formatNumber(r.Value), r.Unit, r.Target, met)
+	}
+	_ = tw.Flush()
+	for _, r := range results {
+		_, _ = fmt.Fprintf(w, "\n%s:\n", r.Scenario)
+		keys := make([]string, 0, len(r.Details))
+		for k := range r.Details {
+			if k != "machine" {
+				keys = append(keys, k)
+			}
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			text := fmt.Sprint(r.Details[k])
+			switch v := r.Details[k].(type) {
+			case map[string]any, []map[string]any, []memoryPoint, memoryPoint:
+				data, _ := json.Marshal(v)
+				text = string(data)
+			case float64:
+				text = formatNumber(v)
+			}
+			_, _ = fmt.Fprintf(w, "  %-40s %s\n", k, text)
+		}
+	}
+	_, _ = fmt.Fprintln(w)
+}
+
+func formatNumber(v float64) string {
+	return strconv.FormatFloat(v, 'f', -1, 64)
+}
+
+func writeJSON(path string, results []result) error {
+	if results == nil {
+		results = []result{}
+	}
+	// Targets such as ">= 0.85" stay readable: no HTML escaping of < and >.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(results); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, buf.Bytes(), 0o644)
+}
+
+// machine describes where the numbers were measured.
+type machine struct {
+	CPUs       int    `json:"cpus"`
+	CPUModel   string `json:"cpu_model"`
+	MemoryGiB  string `json:"memory_gib"`
+	Kernel     string `json:"kernel"`
+	Go         string `json:"go"`
+	OS         string `json:"os"`
+	Kubernetes string `json:"kube_apiserver"`
+	// Revision is the commit the manager was built from, with "+dirty" when the tree had changes.
+	Revision string `json:"revision,omitempty"`
+}
+
+func describeMachine() machine {
+	m := machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH}
+	if data, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(data))
+	}
+	m.CPUModel = procField("/proc/cpuinfo", "model name")
+	if kb := procField("/proc/meminfo", "MemTotal"); kb != "" {
+		if v, err := strconv.ParseFloat(strings.Fields(kb)[0], 64); err == nil {
+			m.MemoryGiB = strconv.FormatFloat(v/(1<<20), 'f', 1, 64)
+		}
+	}
+	// The envtest binaries are built from source and report no version of their own; their folder names it.
+	if dir := localcluster.AssetsDir(); dir != "" {
+		m.Kubernetes = "kube-apiserver " + strings.SplitN(filepath.Base(dir), "-", 2)[0]
+	}
+	m.Revision = revision()
+	return m
+}
+
+func (m machine) summary() string {
+	return fmt.Sprintf("%d CPUs (%s), %s GiB, Linux %s, %s, %s, revision %s",
+		m.CPUs, m.CPUModel, m.MemoryGiB, m.Kernel, m.Go, m.Kubernetes, m.Revision)
+}
+
+// revision names the source that was measured: the commit, and whether the work tree differed from it.
+func revision() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	rev := strings.TrimSpace(string(out))
+	// Only the code that goes into the manager matters; bench/ itself and its results do not.
+	status, err := exec.Command("git", "status", "--porcelain", "--", "api", "cmd", "internal", "pkg", "go.mod", "go.sum").Output()
+	if err == nil && len(bytes.TrimSpace(status)) > 0 {
+		rev += "+dirty"
+	}
+	return rev
+}
+
+func procField(path, name string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer func() { _ = f.Close() }()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		key, value, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(key) == name {
+			return strings.TrimSpace(value)
+		}
+	}
+	return ""
+}
+
+// percentile returns the nearest-rank percentile p (0..1) of values.
+func percentile(values []float64, p float64) float64 {
+	if len(values) == 0 {
+		return math.NaN()
+	}
+	sorted := slices.Clone(values)
+	slices.Sort(sorted)
+	rank := int(math.Ceil(p*float64(len(sorted)))) - 1
+	return sorted[min(max(rank, 0), len(sorted)-1)]
+}
+
+func round(v float64, digits int) float64 {
+	scale := math.Pow(10, float64(digits))
+	return math.Round(v*scale) / scale
+}
+
+// loadAverage returns the 1, 5 and 15 minute load averages from /proc/loadavg. Every process of the
+// benchmark shares the machine with whatever else runs on it, so the numbers are recorded with it.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) < 3 {
+		return ""
+	}
+	return strings.Join(fields[:3], " ")
+}

@@ -1,0 +1,104 @@
+package main
+
+import "time"
+
+// sizes are the knobs of one mode.
+type sizes struct {
+	// throughputEvents are created by creators concurrent clients, with and without the operator.
+	throughputEvents int
+	creators         int
+	// latencyRate events per second for latencyDuration, after latencyWarmup unmeasured events.
+	latencyRate     int
+	latencyDuration time.Duration
+	latencyWarmup   int
+	// isolationEvents go to isolationHealthy fast and isolationHanging never-answering endpoints, in
+	// isolationRounds pairs of runs.
+	isolationEvents  int
+	isolationHealthy int
+	isolationHanging int
+	isolationRounds  int
+	hangingTimeout   time.Duration
+	// fanoutEvents go to fanoutEndpoints endpoints each; the baseline sends as many to one endpoint.
+	fanoutEvents    int
+	fanoutEndpoints int
+	// memoryEvents of about memoryPayload bytes each, created by memoryCreators clients; the manager's
+	// memory is read when the first of memoryCheckpoints is delivered.
+	memoryEvents      int
+	memoryPayload     int
+	memoryCreators    int
+	memoryCheckpoints []int
+	// scenarioTimeout bounds one scenario; running out of it is a harness failure.
+	scenarioTimeout time.Duration
+}
+
+var fullSizes = sizes{
+	throughputEvents:  2000,
+	creators:          16,
+	latencyRate:       50,
+	latencyDuration:   20 * time.Second,
+	latencyWarmup:     20,
+	isolationEvents:   1000,
+	isolationHealthy:  7,
+	isolationHanging:  3,
+	isolationRounds:   4,
+	hangingTimeout:    10 * time.Second,
+	fanoutEvents:      1000,
+	fanoutEndpoints:   10,
+	memoryEvents:      10000,
+	memoryPayload:     2048,
+	memoryCreators:    32,
+	memoryCheckpoints: []int{1000, 2500, 5000, 7500, 10000},
+	scenarioTimeout:   5 * time.Minute,
+}
+
+var quickSizes = sizes{
+	throughputEvents:  300,
+	creators:          16,
+	latencyRate:       50,
+	latencyDuration:   5 * time.Second,
+	latencyWarmup:     10,
+	isolationEvents:   100,
+	isolationHealthy:  7,
+	isolationHanging:  3,
+	isolationRounds:   2,
+	hangingTimeout:    10 * time.Second,
+	fanoutEvents:      150,
+	fanoutEndpoints:   10,
+	memoryEvents:      2000,
+	memoryPayload:     2048,
+	memoryCreators:    32,
+	memoryCheckpoints: []int{1000, 2000},
+	scenarioTimeout:   110 * time.Second,
+}
+
+// Targets from the issue, as printed and written to latest.json.
+const (
+	throughputRatioTarget = 0.85
+	latencyP99TargetMs    = 20.0
+	isolationRatioTarget  = 0.9
+	fanoutRatioTarget     = 5.0
+	writesTarget          = 1.05
+	memoryTargetMiB       = 200.0
+)
+
+// Scenario names, and detail keys that several scenarios share.
+const (
+	scThroughput = "throughput"
+	scWrites     = "writes"
+	scLatency    = "latency"
+	scIsolation  = "isolation"
+	scFanout     = "fanout"
+	scMemory     = "memory"
+
+	keyEvents   = "events"
+	keyMeasured = "measured"
+)
+
+var targets = map[string]string{
+	scThroughput: ">= 0.85 (delivered/ceiling), connections <= maxInFlight (16)",
+	scLatency:    "p99 <= 20 ms",
+	scIsolation:  ">= 0.9",
+	scFanout:     ">= 5",
+	scWrites:     "<= 1.05",
+	scMemory:     "<= 200 MiB",
+}
