@@ -108,7 +108,14 @@ func (r *DocumentEventReconciler) patchStatus(ctx context.Context, base, ev *web
 		return nil
 	}
 	ev.Status.ObservedGeneration = ev.Generation
-	if err := r.Status().Patch(ctx, ev, client.MergeFrom(base)); err != nil {
+	// Diff the status alone: the spec carries the whole payload and cannot change, so encoding it twice
+	// per write would only cost CPU.
+	patch, err := client.MergeFrom(&webhooksv1alpha1.DocumentEvent{Status: base.Status}).
+		Data(&webhooksv1alpha1.DocumentEvent{Status: ev.Status})
+	if err != nil {
+		return fmt.Errorf("compute DocumentEvent status patch: %w", err)
+	}
+	if err := r.Status().Patch(ctx, ev, client.RawPatch(types.MergePatchType, patch)); err != nil {
 		return fmt.Errorf("patch DocumentEvent status: %w", err)
 	}
 	r.fresh.wrote(client.ObjectKeyFromObject(ev), ev.ResourceVersion)
