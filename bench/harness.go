@@ -39,6 +39,9 @@ type harness struct {
 	// client-go's default rate limit (5 QPS) would measure the limiter, so it is lifted.
 	c client.WithWatch
 
+	// controlPlane holds the pids of kube-apiserver and etcd, to measure their CPU time.
+	controlPlane map[string]int
+
 	mu       sync.Mutex
 	managers map[*manager]struct{}
 }
@@ -76,6 +79,7 @@ func newHarness(ctx context.Context, sz sizes) (*harness, error) {
 	if h.kubeconfig, err = h.cluster.ManagerKubeconfig(ctx, work); err != nil {
 		return nil, err
 	}
+	h.controlPlane = controlPlanePIDs()
 	cfg := rest.CopyConfig(h.cluster.Config)
 	cfg.QPS, cfg.Burst = 5000, 10000
 	if h.c, err = client.NewWithWatch(cfg, client.Options{Scheme: localcluster.Scheme}); err != nil {
@@ -281,23 +285,107 @@ func (m *manager) rss() (current, peak int64, err error) {
 }
 
 // cpuSeconds returns the user plus system CPU time the manager process has used so far.
-func (m *manager) cpuSeconds() (float64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.PID()))
+func (m *manager) cpuSeconds() (float64, error) { return processCPU(m.PID()) }
+
+// processCPU returns the user plus system CPU time a process has used so far.
+func processCPU(pid int) (float64, error) {
+	_, _, utime, stime, err := procStat(pid)
 	if err != nil {
-		return 0, err
-	}
-	// The command name in parentheses may hold spaces; the fields after it are fixed.
-	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
-	if len(fields) < 13 {
-		return 0, fmt.Errorf("short /proc/%d/stat", m.PID())
-	}
-	utime, err1 := strconv.ParseFloat(fields[11], 64)
-	stime, err2 := strconv.ParseFloat(fields[12], 64)
-	if err := errors.Join(err1, err2); err != nil {
 		return 0, err
 	}
 	// USER_HZ is 100 on every Linux architecture Go supports.
 	return (utime + stime) / 100, nil
+}
+
+// procStat reads a process's name, parent and CPU ticks from /proc/<pid>/stat.
+func procStat(pid int) (name string, ppid int, utime, stime float64, err error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", 0, 0, 0, err
+	}
+	text := string(data)
+	open, closing := strings.IndexByte(text, '('), strings.LastIndexByte(text, ')')
+	if open < 0 || closing < open {
+		return "", 0, 0, 0, fmt.Errorf("malformed /proc/%d/stat", pid)
+	}
+	// The command name in parentheses may hold spaces; the fields after it are fixed.
+	fields := strings.Fields(text[closing+1:])
+	if len(fields) < 13 {
+		return "", 0, 0, 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	ppid, err1 := strconv.Atoi(fields[1])
+	utime, err2 := strconv.ParseFloat(fields[11], 64)
+	stime, err3 := strconv.ParseFloat(fields[12], 64)
+	return text[open+1 : closing], ppid, utime, stime, errors.Join(err1, err2, err3)
+}
+
+// controlPlanePIDs finds the kube-apiserver and etcd that envtest started as children of this process.
+func controlPlanePIDs() map[string]int {
+	pids := map[string]int{}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return pids
+	}
+	self := os.Getpid()
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		name, ppid, _, _, err := procStat(pid)
+		if err != nil || ppid != self {
+			continue
+		}
+		if name == "kube-apiserver" || name == "etcd" {
+			pids[name] = pid
+		}
+	}
+	return pids
+}
+
+// cpuMeter measures the CPU time the processes of a run use: the API server, etcd, the benchmark
+// process itself (clients, watch and receivers) and, when given, the manager. They share the machine's
+// CPUs, so this shows where a run's time goes.
+type cpuMeter struct {
+	pids  map[string]int
+	start map[string]float64
+	t0    time.Time
+}
+
+func (h *harness) meterCPU(m *manager) *cpuMeter {
+	c := &cpuMeter{pids: map[string]int{"benchmark": os.Getpid()}, start: map[string]float64{}, t0: time.Now()}
+	for name, pid := range h.controlPlane {
+		c.pids[name] = pid
+	}
+	if m != nil {
+		c.pids["manager"] = m.PID()
+	}
+	for name, pid := range c.pids {
+		if v, err := processCPU(pid); err == nil {
+			c.start[name] = v
+		}
+	}
+	return c
+}
+
+// read returns the CPU seconds each process used since the meter started, the wall time, and how many
+// CPUs' worth that was in total.
+func (c *cpuMeter) read() map[string]any {
+	out := map[string]any{}
+	total := 0.0
+	for name, pid := range c.pids {
+		v, err := processCPU(pid)
+		start, ok := c.start[name]
+		if err != nil || !ok {
+			continue
+		}
+		out[name] = round(v-start, 2)
+		total += v - start
+	}
+	wall := time.Since(c.t0).Seconds()
+	out["wall_seconds"] = round(wall, 2)
+	out["cpus_busy"] = round(total/wall, 2)
+	return out
 }
 
 // usage is what a manager consumed over a measured window: API writes and CPU time.

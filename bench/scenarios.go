@@ -34,7 +34,8 @@ type throughputResult struct {
 	writes            float64
 	writesByMethod    map[string]float64
 	writeWindowSecond float64
-	managerCPUSeconds float64
+	operatorCPU       map[string]any
+	cpu               map[string]any
 }
 
 // throughput measures the ceiling (no manager running: the same client creates each event and patches
@@ -63,8 +64,9 @@ func (h *harness) throughput(ctx context.Context) (*throughputResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ceiling after: %w", err)
 	}
-	res.ceilingRuns = []float64{round(float64(n)/before, 1), round(float64(n)/after, 1)}
-	res.ceilingSeconds = (before + after) / 2
+	res.ceilingRuns = []float64{round(float64(n)/before.seconds, 1), round(float64(n)/after.seconds, 1)}
+	res.ceilingSeconds = (before.seconds + after.seconds) / 2
+	res.cpu = map[string]any{"ceiling_before": before.cpu, "operator": res.operatorCPU, "ceiling_after": after.cpu}
 	res.ceilingPerSecond = float64(n) / res.ceilingSeconds
 	info("ceiling %.0f/s (before %.0f/s, after %.0f/s); operator %.0f/s; ratio %.3f", res.ceilingPerSecond,
 		res.ceilingRuns[0], res.ceilingRuns[1], res.deliveredPerSec, res.deliveredPerSec/res.ceilingPerSecond)
@@ -73,31 +75,38 @@ func (h *harness) throughput(ctx context.Context) (*throughputResult, error) {
 
 // ceiling creates and marks Delivered the scenario's events with no manager running, and returns how
 // long that took.
-func (h *harness) ceiling(ctx context.Context, ns string) (float64, error) {
+func (h *harness) ceiling(ctx context.Context, ns string) (ceilingRun, error) {
 	n, creators := h.sizes.throughputEvents, h.sizes.creators
 	if err := h.setupNamespace(ctx, ns); err != nil {
-		return 0, err
+		return ceilingRun{}, err
 	}
 	// A watch runs here too, as in the operator run.
 	w, err := h.watch(ctx, ns)
 	if err != nil {
-		return 0, err
+		return ceilingRun{}, err
 	}
+	meter := h.meterCPU(nil)
 	t0 := time.Now()
 	err = h.createEvents(ctx, n, creators, func(i int) *webhooksv1alpha1.DocumentEvent { return typicalEvent(ns, "ev", i) },
 		func(ctx context.Context, _ int, ev *webhooksv1alpha1.DocumentEvent) error {
 			return h.markDelivered(ctx, ev, "fast-00")
 		})
 	seconds := time.Since(t0).Seconds()
+	cpu := meter.read()
 	if err == nil {
 		_, err = w.waitDelivered(ctx, n)
 	}
 	w.stop()
 	if err != nil {
-		return 0, err
+		return ceilingRun{}, err
 	}
-	info("%s: %d objects in %.2fs = %.0f/s", ns, n, seconds, float64(n)/seconds)
-	return seconds, h.deleteEvents(ctx, ns)
+	info("%s: %d objects in %.2fs = %.0f/s; CPU seconds %v", ns, n, seconds, float64(n)/seconds, cpu)
+	return ceilingRun{seconds: seconds, cpu: cpu}, h.deleteEvents(ctx, ns)
+}
+
+type ceilingRun struct {
+	seconds float64
+	cpu     map[string]any
 }
 
 func (h *harness) throughputOperator(ctx context.Context, res *throughputResult) error {
@@ -117,10 +126,7 @@ func (h *harness) throughputOperator(ctx context.Context, res *throughputResult)
 	if err != nil {
 		return err
 	}
-	cpu0, err := t.m.cpuSeconds()
-	if err != nil {
-		return err
-	}
+	meter := h.meterCPU(t.m)
 	t0 := time.Now()
 	created := make(chan error, 1)
 	go func() {
@@ -137,6 +143,7 @@ func (h *harness) throughputOperator(ctx context.Context, res *throughputResult)
 	}
 	res.deliveredSeconds = since(t0, done)
 	res.deliveredPerSec = float64(n) / res.deliveredSeconds
+	res.operatorCPU = meter.read()
 	time.Sleep(settle)
 	after, err := t.m.writeCounts(ctx)
 	if err != nil {
@@ -144,11 +151,6 @@ func (h *harness) throughputOperator(ctx context.Context, res *throughputResult)
 	}
 	res.writeWindowSecond = time.Since(t0).Seconds()
 	res.writes, res.writesByMethod = writeDelta(before, after)
-	cpu1, err := t.m.cpuSeconds()
-	if err != nil {
-		return err
-	}
-	res.managerCPUSeconds = cpu1 - cpu0
 	r := t.healthy[0]
 	res.connections, res.requests, res.distinct = r.connections.Load(), r.requests.Load(), r.distinct()
 	info("operator: %d events Delivered in %.2fs = %.0f/s (creates took %.2fs); %d connections, %.3f writes/event",
@@ -186,7 +188,7 @@ func (r *throughputResult) result(wall time.Duration) result {
 			"receiver_requests":           r.requests,
 			"receiver_distinct_documents": r.distinct,
 			"wall_seconds":                round(wall.Seconds(), 1),
-			"manager_cpu_seconds":         round(r.managerCPUSeconds, 2),
+			"cpu_seconds":                 r.cpu,
 		},
 	}
 }
@@ -249,6 +251,7 @@ func (h *harness) latency(ctx context.Context) (result, error) {
 		errMu    sync.Mutex
 		firstErr error
 	)
+	meter := h.meterCPU(t.m)
 	ticker := time.NewTicker(interval)
 	first := time.Now()
 	for i := range count {
@@ -276,6 +279,7 @@ func (h *harness) latency(ctx context.Context) (result, error) {
 	ticker.Stop()
 	sendSeconds := time.Since(first).Seconds()
 	wg.Wait()
+	cpu := meter.read()
 	if firstErr != nil {
 		return result{}, fmt.Errorf("create events: %w", firstErr)
 	}
@@ -314,6 +318,7 @@ func (h *harness) latency(ctx context.Context) (result, error) {
 		"receiver_connections":   r.connections.Load(),
 		"receiver_requests":      r.requests.Load(),
 		"receiver_distinct_docs": r.distinct(),
+		"cpu_seconds":            cpu,
 	}
 	info("p50 %.2f ms, p99 %.2f ms (create call p99 %.2f ms)", details["p50_ms"], p99, details["create_call_p99_ms"])
 	if err := h.finish(ctx, t); err != nil {
