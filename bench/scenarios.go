@@ -391,10 +391,9 @@ func (h *harness) isolationRun(ctx context.Context, ns string, hanging int) (*is
 }
 
 // isolation runs rounds of two side-by-side runs, healthy endpoints only and the same plus hanging
-// ones, alternating which goes first: the second run of a pair is measurably slower (the API server
-// carries the first run's churn), so an even number of rounds cancels that out. The value is the
-// geometric mean of the rounds' ratios; one run lasts seconds, and a busy moment of the shared machine
-// moves a single ratio by 10-20%.
+// ones, alternating which goes first so that drift of the shared machine over the scenario cancels out.
+// The value is the geometric mean of the rounds' ratios: one run lasts seconds, and a busy moment of
+// the machine moves a single ratio by 10-20%.
 func (h *harness) isolation(ctx context.Context) (result, error) {
 	ctx, cancel := context.WithTimeout(ctx, h.sizes.scenarioTimeout)
 	defer cancel()

@@ -180,7 +180,7 @@ type Manager struct {
 // StartManager runs the binary with the kubeconfig and extra flags, writing its log to logFile, and
 // waits until it reports ready.
 func StartManager(ctx context.Context, binary, kubeconfig string, logFile *os.File, args ...string) (*Manager, error) {
-	probes, err := freeAddress()
+	probes, err := FreeAddress()
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +249,8 @@ func (m *Manager) Kill() error {
 	return nil
 }
 
-func freeAddress() (string, error) {
+// FreeAddress returns a loopback address with a port that was free a moment ago.
+func FreeAddress() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
