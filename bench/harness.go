@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -123,7 +122,7 @@ type manager struct {
 
 // startManager runs a fresh manager process and waits until its probes answer.
 func (h *harness) startManager(ctx context.Context, name string) (*manager, error) {
-	metrics, err := freeAddress()
+	metrics, err := localcluster.FreeAddress()
 	if err != nil {
 		return nil, err
 	}
@@ -559,15 +558,6 @@ func (h *harness) deleteEvents(ctx context.Context, ns string) error {
 		}
 		return len(list.Items) == 0, nil
 	})
-}
-
-func freeAddress() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().String(), nil
 }
 
 // withLog adds the tail of a manager log to an error.
