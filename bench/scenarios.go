@@ -341,27 +341,59 @@ type isolationRun struct {
 	createSeconds                  float64
 }
 
-func (h *harness) isolationRun(ctx context.Context, ns string, hanging int) (*isolationRun, error) {
-	n, healthy := h.sizes.isolationEvents, h.sizes.isolationHealthy
-	t, err := h.newTenant(ctx, ns, healthy, hanging, h.sizes.hangingTimeout)
-	if err != nil {
+// measuredRun is a tenant whose n typical events were created while a watch and the manager's usage
+// accounting were running.
+type measuredRun struct {
+	tenant        *tenant
+	watcher       *watcher
+	used          func() (usage, error)
+	start         time.Time
+	createSeconds float64
+}
+
+// startMeasuredRun sets up the tenant, starts the watch and the usage accounting, and creates the events
+// from the configured number of clients. close releases the tenant and the watch.
+func (h *harness) startMeasuredRun(
+	ctx context.Context, ns string, healthy, hanging int, hangTimeout time.Duration, n int,
+) (_ *measuredRun, err error) {
+	m := &measuredRun{}
+	if m.tenant, err = h.newTenant(ctx, ns, healthy, hanging, hangTimeout); err != nil {
 		return nil, err
 	}
-	defer h.abandon(t)
-	w, err := h.watch(ctx, ns)
-	if err != nil {
+	defer func() {
+		if err != nil {
+			m.close(h)
+		}
+	}()
+	if m.watcher, err = h.watch(ctx, ns); err != nil {
 		return nil, err
 	}
-	defer w.stop()
-	used, err := t.m.usageSince(ctx)
-	if err != nil {
+	if m.used, err = m.tenant.m.usageSince(ctx); err != nil {
 		return nil, err
 	}
-	t0 := time.Now()
+	m.start = time.Now()
 	if err := h.createEvents(ctx, n, h.sizes.creators, func(i int) *webhooksv1alpha1.DocumentEvent { return typicalEvent(ns, "ev", i) }, nil); err != nil {
 		return nil, fmt.Errorf("create events: %w", err)
 	}
-	createSeconds := time.Since(t0).Seconds()
+	m.createSeconds = time.Since(m.start).Seconds()
+	return m, nil
+}
+
+func (m *measuredRun) close(h *harness) {
+	if m.watcher != nil {
+		m.watcher.stop()
+	}
+	h.abandon(m.tenant)
+}
+
+func (h *harness) isolationRun(ctx context.Context, ns string, hanging int) (*isolationRun, error) {
+	n, healthy := h.sizes.isolationEvents, h.sizes.isolationHealthy
+	m, err := h.startMeasuredRun(ctx, ns, healthy, hanging, h.sizes.hangingTimeout, n)
+	if err != nil {
+		return nil, err
+	}
+	defer m.close(h)
+	t, w, used, t0, createSeconds := m.tenant, m.watcher, m.used, m.start, m.createSeconds
 	received, err := waitReceipts(ctx, t.healthy, n)
 	if err != nil {
 		return nil, withLog(err, t.m.logPath)
@@ -501,24 +533,12 @@ type fanoutRun struct {
 
 func (h *harness) fanoutRun(ctx context.Context, ns string, endpoints int) (*fanoutRun, error) {
 	n := h.sizes.fanoutEvents
-	t, err := h.newTenant(ctx, ns, endpoints, 0, 0)
+	m, err := h.startMeasuredRun(ctx, ns, endpoints, 0, 0, n)
 	if err != nil {
 		return nil, err
 	}
-	defer h.abandon(t)
-	w, err := h.watch(ctx, ns)
-	if err != nil {
-		return nil, err
-	}
-	defer w.stop()
-	used, err := t.m.usageSince(ctx)
-	if err != nil {
-		return nil, err
-	}
-	t0 := time.Now()
-	if err := h.createEvents(ctx, n, h.sizes.creators, func(i int) *webhooksv1alpha1.DocumentEvent { return typicalEvent(ns, "ev", i) }, nil); err != nil {
-		return nil, fmt.Errorf("create events: %w", err)
-	}
+	defer m.close(h)
+	t, w, used, t0 := m.tenant, m.watcher, m.used, m.start
 	done, err := w.waitDelivered(ctx, n)
 	if err != nil {
 		return nil, withLog(err, t.m.logPath)
