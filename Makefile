@@ -56,6 +56,7 @@ FUZZTIME ?= 10s
 fuzz: ## Run each fuzz target for FUZZTIME (their seed corpora already run in make test).
 	go test ./internal/delivery/ -run '^$$' -fuzz '^FuzzMarshal$$' -fuzztime $(FUZZTIME)
 	go test ./internal/delivery/ -run '^$$' -fuzz '^FuzzValidateURL$$' -fuzztime $(FUZZTIME)
+	go test ./internal/delivery/ -run '^$$' -fuzz '^FuzzEgressEmbeddedIPv4$$' -fuzztime $(FUZZTIME)
 	go test ./internal/delivery/ -run '^$$' -fuzz '^FuzzParseRetryAfter$$' -fuzztime $(FUZZTIME)
 	go test ./pkg/signature/ -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
 	go test ./pkg/signature/ -run '^$$' -fuzz '^FuzzVerifyStandard$$' -fuzztime $(FUZZTIME)

@@ -13,7 +13,8 @@ import (
 
 // DefaultBlockedCIDRs are never dialled unless --allowed-cidrs overrides them: loopback, link-local
 // (which holds 169.254.169.254 and the other cloud metadata addresses), "this network" 0.0.0.0/8, the
-// unspecified address, and their IPv6 equivalents, including IPv4-mapped forms.
+// unspecified address, and their IPv6 equivalents, including IPv4-mapped forms. IPv6 addresses that
+// embed an IPv4 address (NAT64, 6to4, IPv4-compatible, SIIT) are checked against the IPv4 ranges too.
 var DefaultBlockedCIDRs = []string{
 	"127.0.0.0/8",
 	"169.254.0.0/16",
@@ -90,13 +91,19 @@ func parsePrefixes(values []string) ([]netip.Prefix, error) {
 }
 
 // Check returns an ErrDestinationBlocked error when addr may not be dialled.
+//
+// An IPv6 address that carries an IPv4 address (IPv4-mapped, NAT64, 6to4, IPv4-compatible, SIIT; see
+// embeddedIPv4) is also judged by that IPv4 address, because a translator on the path may deliver the
+// connection to it: 64:ff9b::7f00:1 is 127.0.0.1 behind a NAT64 gateway. An allowed range that covers
+// the IPv4 address allows the IPv6 form too.
 func (p *EgressPolicy) Check(addr netip.Addr) error {
 	if p == nil {
 		return nil
 	}
 	addr = addr.WithZone("")
+	v4, form, embedded := embeddedIPv4(addr)
 	for _, allowed := range p.Allowed {
-		if allowed.Contains(addr) || allowed.Contains(addr.Unmap()) {
+		if allowed.Contains(addr) || allowed.Contains(addr.Unmap()) || (embedded && allowed.Contains(v4)) {
 			return nil
 		}
 	}
@@ -105,7 +112,58 @@ func (p *EgressPolicy) Check(addr netip.Addr) error {
 			return fmt.Errorf("%w: %s is in %s (see --allowed-cidrs)", ErrDestinationBlocked, addr, blocked)
 		}
 	}
+	if embedded {
+		for _, blocked := range p.Blocked {
+			if blocked.Contains(v4) {
+				return fmt.Errorf("%w: %s (%s form of %s) is in %s (see --allowed-cidrs)",
+					ErrDestinationBlocked, addr, form, v4, blocked)
+			}
+		}
+	}
 	return nil
+}
+
+// IPv6 transition prefixes whose addresses carry an IPv4 address. IPv4-mapped ::ffff:0:0/96 is not
+// listed: netip.Addr.Unmap handles it.
+var (
+	// nat64WellKnown is the NAT64 well-known prefix (RFC 6052); the IPv4 address is the last 32 bits.
+	nat64WellKnown = netip.MustParsePrefix("64:ff9b::/96")
+	// nat64LocalUse is the local-use NAT64 prefix (RFC 8215). Operators pick a longer prefix inside it; it
+	// is read as a /96 embedding, the IPv4 address in the last 32 bits.
+	nat64LocalUse = netip.MustParsePrefix("64:ff9b:1::/48")
+	// sixToFour is 6to4 (RFC 3056); bits 16 to 47 are the IPv4 address.
+	sixToFour = netip.MustParsePrefix("2002::/16")
+	// siit is the SIIT IPv4-translated form ::ffff:0:a.b.c.d (RFC 2765); the last 32 bits.
+	siit = netip.MustParsePrefix("::ffff:0:0:0/96")
+	// ipv4Compatible is the deprecated IPv4-compatible form ::a.b.c.d (RFC 4291); the last 32 bits.
+	ipv4Compatible = netip.MustParsePrefix("::/96")
+)
+
+// embeddedIPv4 returns the IPv4 address that an IPv6 transition form of addr carries, with the name of
+// the form, or false when addr is not such a form. :: and ::1 are not read as IPv4-compatible: they
+// are the unspecified and loopback addresses, and the blocked list names them directly.
+func embeddedIPv4(addr netip.Addr) (netip.Addr, string, bool) {
+	if !addr.Is6() || addr.Is4In6() {
+		return netip.Addr{}, "", false
+	}
+	b := addr.As16()
+	last32 := netip.AddrFrom4([4]byte(b[12:16]))
+	switch {
+	case nat64WellKnown.Contains(addr):
+		return last32, "NAT64", true
+	case nat64LocalUse.Contains(addr):
+		return last32, "local-use NAT64", true
+	case sixToFour.Contains(addr):
+		return netip.AddrFrom4([4]byte(b[2:6])), "6to4", true
+	case siit.Contains(addr):
+		return last32, "SIIT IPv4-translated", true
+	case ipv4Compatible.Contains(addr):
+		if addr == netip.IPv6Unspecified() || addr == netip.IPv6Loopback() {
+			return netip.Addr{}, "", false
+		}
+		return last32, "IPv4-compatible", true
+	}
+	return netip.Addr{}, "", false
 }
 
 // CheckHost checks a URL host that is an IP literal, so an endpoint can report a blocked destination

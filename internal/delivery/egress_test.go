@@ -160,6 +160,191 @@ func TestEgressCustomBlockedReplacesDefaults(t *testing.T) {
 	checkEgressCases(t, p, []egressCase{{"8.8.8.1", "8.8.8.0/24"}})
 }
 
+// embeddedCase is an IPv6 transition address, the IPv4 address it carries, and the range that must be
+// named when it is refused ("" = allowed).
+type embeddedCase struct {
+	addr, v4, wantRange string
+}
+
+func checkEmbeddedCases(t *testing.T, p *EgressPolicy, cases []embeddedCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.addr, func(t *testing.T) {
+			addr := netip.MustParseAddr(tc.addr)
+			if tc.v4 != "" {
+				got, _, ok := embeddedIPv4(addr)
+				if want := netip.MustParseAddr(tc.v4); !ok || got != want {
+					t.Fatalf("embeddedIPv4(%s) = %v, %v; want %v", tc.addr, got, ok, want)
+				}
+			}
+			err := p.Check(addr)
+			if tc.wantRange == "" {
+				if err != nil {
+					t.Fatalf("Check(%s) = %v, want allowed", tc.addr, err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrDestinationBlocked) {
+				t.Fatalf("Check(%s) = %v, want errors.Is ErrDestinationBlocked", tc.addr, err)
+			}
+			// The message names the dialled address, the IPv4 address it carries and the range.
+			for _, want := range []string{addr.String(), tc.v4, tc.wantRange} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("Check(%s) message %q does not name %s", tc.addr, err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestEgressCheckEmbeddedIPv4Defaults(t *testing.T) {
+	p := mustEgressPolicy(t, nil, nil, false)
+	checkEmbeddedCases(t, p, []embeddedCase{
+		// NAT64 well-known prefix 64:ff9b::/96 (RFC 6052).
+		{"64:ff9b::7f00:1", "127.0.0.1", "127.0.0.0/8"},
+		{"64:ff9b::127.0.0.1", "127.0.0.1", "127.0.0.0/8"},
+		{"64:ff9b::a9fe:a9fe", "169.254.169.254", "169.254.0.0/16"},
+		{"64:ff9b::100.100.100.200", "100.100.100.200", "100.100.100.200/32"},
+		{"64:ff9b::", "0.0.0.0", "0.0.0.0/8"},
+		// Local-use NAT64 64:ff9b:1::/48 (RFC 8215), read as a /96 embedding.
+		{"64:ff9b:1::7f00:1", "127.0.0.1", "127.0.0.0/8"},
+		{"64:ff9b:1:abcd:0:1:a9fe:a9fe", "169.254.169.254", "169.254.0.0/16"},
+		// 6to4 2002::/16 (RFC 3056): bits 16 to 47.
+		{"2002:a9fe:a9fe::", "169.254.169.254", "169.254.0.0/16"},
+		{"2002:a9fe:a9fe:1:2:3:4:5", "169.254.169.254", "169.254.0.0/16"},
+		{"2002:7f00:1::1", "127.0.0.1", "127.0.0.0/8"},
+		{"2002::", "0.0.0.0", "0.0.0.0/8"},
+		// IPv4-compatible ::/96 (deprecated, RFC 4291).
+		{"::127.0.0.1", "127.0.0.1", "127.0.0.0/8"},
+		{"::a9fe:a9fe", "169.254.169.254", "169.254.0.0/16"},
+		{"::0.0.0.2", "0.0.0.2", "0.0.0.0/8"},
+		// SIIT IPv4-translated ::ffff:0:0:0/96 (RFC 2765).
+		{"::ffff:0:127.0.0.1", "127.0.0.1", "127.0.0.0/8"},
+		{"::ffff:0:a9fe:a9fe", "169.254.169.254", "169.254.0.0/16"},
+
+		// Public IPv4 addresses behind a transition form stay reachable: an IPv6-only cluster with DNS64
+		// dials 64:ff9b::<public IPv4> for every IPv4-only receiver.
+		{"64:ff9b::808:808", "8.8.8.8", ""},
+		{"64:ff9b:1::808:808", "8.8.8.8", ""},
+		{"2002:808:808::1", "8.8.8.8", ""},
+		{"::8.8.8.8", "8.8.8.8", ""},
+		{"::ffff:0:8.8.8.8", "8.8.8.8", ""},
+		// Private ranges are only blocked with --block-private-networks.
+		{"64:ff9b::a00:1", "10.0.0.1", ""},
+		// Near misses: not a transition prefix, so the trailing bits mean nothing.
+		{"64:ff9b:0:0:0:1:7f00:1", "", ""}, // inside 64:ff9b::/64 but outside the /96
+		{"64:ff9b:2::7f00:1", "", ""},      // outside the local-use /48
+		{"2003:7f00:1::", "", ""},
+		{"::1:0:7f00:1", "", ""},
+		{"::fffe:0:7f00:1", "", ""},
+		{"2001:db8::7f00:1", "", ""},
+	})
+
+	// :: and ::1 keep their own ranges; they are not read as IPv4-compatible 0.0.0.0 and 0.0.0.1.
+	checkEgressCases(t, p, []egressCase{{"::", "::/128"}, {"::1", "::1/128"}})
+	for _, a := range []string{"::", "::1", "::ffff:127.0.0.1", "127.0.0.1", "2001:db8::1"} {
+		if v4, form, ok := embeddedIPv4(netip.MustParseAddr(a)); ok {
+			t.Errorf("embeddedIPv4(%s) = %v (%s), want none", a, v4, form)
+		}
+	}
+}
+
+func TestEgressCheckEmbeddedIPv4BlockPrivate(t *testing.T) {
+	p := mustEgressPolicy(t, nil, nil, true)
+	checkEmbeddedCases(t, p, []embeddedCase{
+		{"64:ff9b::a00:1", "10.0.0.1", "10.0.0.0/8"},
+		{"64:ff9b:1::c0a8:101", "192.168.1.1", "192.168.0.0/16"},
+		{"2002:ac14:1::", "172.20.0.1", "172.16.0.0/12"},
+		{"::100.64.0.1", "100.64.0.1", "100.64.0.0/10"},
+		{"::ffff:0:10.1.2.3", "10.1.2.3", "10.0.0.0/8"},
+		{"64:ff9b::808:808", "8.8.8.8", ""},
+	})
+}
+
+func TestEgressCheckEmbeddedIPv4Allowed(t *testing.T) {
+	// An allowed IPv4 range allows the IPv6 forms of its addresses, as it does the IPv4-mapped form.
+	p := mustEgressPolicy(t, nil, []string{"127.0.0.0/8"}, false)
+	checkEmbeddedCases(t, p, []embeddedCase{
+		{"64:ff9b::7f00:1", "127.0.0.1", ""},
+		{"64:ff9b:1::7f00:1", "127.0.0.1", ""},
+		{"2002:7f00:1::", "127.0.0.1", ""},
+		{"::127.0.0.1", "127.0.0.1", ""},
+		{"::ffff:0:127.0.0.1", "127.0.0.1", ""},
+		// Only the listed range is opened.
+		{"64:ff9b::a9fe:a9fe", "169.254.169.254", "169.254.0.0/16"},
+		{"2002:a9fe:a9fe::", "169.254.169.254", "169.254.0.0/16"},
+	})
+
+	// A custom IPv4 block list applies to the IPv6 forms as well.
+	p = mustEgressPolicy(t, []string{"8.8.8.0/24"}, nil, false)
+	checkEmbeddedCases(t, p, []embeddedCase{
+		{"64:ff9b::808:808", "8.8.8.8", "8.8.8.0/24"},
+		{"2002:808:804::", "8.8.8.4", "8.8.8.0/24"},
+		{"64:ff9b::7f00:1", "127.0.0.1", ""},
+	})
+
+	// A block list that names the IPv6 prefix itself names that prefix, and an allowed IPv4 range opens
+	// the addresses it covers, as it does for IPv4-mapped addresses.
+	p = mustEgressPolicy(t, []string{"64:ff9b::/96", "::ffff:0:0/96"}, []string{"8.8.8.0/24"}, false)
+	checkEgressCases(t, p, []egressCase{
+		{"64:ff9b::101:101", "64:ff9b::/96"},
+		{"::ffff:1.1.1.1", "::ffff:0.0.0.0/96"},
+		{"64:ff9b::808:808", ""},
+		{"::ffff:8.8.8.8", ""},
+	})
+}
+
+func TestEgressEmbeddedIPv4AtDialTime(t *testing.T) {
+	p := mustEgressPolicy(t, nil, nil, false)
+	for _, address := range []string{"[64:ff9b::7f00:1]:80", "[2002:a9fe:a9fe::]:80", "[::ffff:0:7f00:1]:443"} {
+		if err := p.control(context.Background(), "tcp6", address, nil); !errors.Is(err, ErrDestinationBlocked) {
+			t.Errorf("control(%s) = %v, want blocked", address, err)
+		}
+	}
+	if err := p.control(context.Background(), "tcp6", "[64:ff9b::808:808]:443", nil); err != nil {
+		t.Errorf("control([64:ff9b::808:808]:443) = %v, want nil", err)
+	}
+}
+
+// FuzzEgressEmbeddedIPv4 checks that every IPv6 transition form of an IPv4 address gets the same
+// verdict as the address itself.
+func FuzzEgressEmbeddedIPv4(f *testing.F) {
+	for _, seed := range []string{"127.0.0.1", "169.254.169.254", "0.0.0.0", "0.0.0.1", "10.1.2.3", "8.8.8.8", "100.100.100.200"} {
+		b := netip.MustParseAddr(seed).As4()
+		f.Add(b[0], b[1], b[2], b[3])
+	}
+	policies := []*EgressPolicy{
+		mustEgressPolicy(f, nil, nil, false),
+		mustEgressPolicy(f, nil, nil, true),
+		mustEgressPolicy(f, nil, []string{"127.0.0.0/8", "10.1.0.0/16"}, true),
+		mustEgressPolicy(f, []string{"8.8.8.0/24"}, nil, false),
+	}
+	f.Fuzz(func(t *testing.T, a, b, c, d byte) {
+		v4 := netip.AddrFrom4([4]byte{a, b, c, d})
+		forms := []string{
+			"64:ff9b::" + v4.String(),
+			"64:ff9b:1:ffff:ffff:ffff:" + v4.String(),
+			"::ffff:0:" + v4.String(),
+			netip.AddrFrom16([16]byte{0x20, 0x02, a, b, c, d, 0xde, 0xad, 15: 1}).String(),
+		}
+		if v4.Compare(netip.MustParseAddr("0.0.0.1")) > 0 {
+			forms = append(forms, "::"+v4.String()) // :: and ::1 are not IPv4-compatible forms
+		}
+		for _, p := range policies {
+			want := p.Check(v4) == nil
+			for _, form := range forms {
+				addr := netip.MustParseAddr(form)
+				if got, _, ok := embeddedIPv4(addr); !ok || got != v4 {
+					t.Fatalf("embeddedIPv4(%s) = %v, %v; want %v", addr, got, ok, v4)
+				}
+				if got := p.Check(addr) == nil; got != want {
+					t.Fatalf("Check(%s) allowed=%v but Check(%s) allowed=%v", addr, got, v4, want)
+				}
+			}
+		}
+	})
+}
+
 func TestNewEgressPolicyDoesNotMutateDefaults(t *testing.T) {
 	defaults := slices.Clone(DefaultBlockedCIDRs)
 	private := slices.Clone(PrivateCIDRs)
@@ -234,7 +419,10 @@ func TestEgressCheckHost(t *testing.T) {
 		{"[fd00:ec2::254]", "fd00:ec2::254/128"},
 		{"[::ffff:127.0.0.1]", "127.0.0.0/8"},
 		{"[fe80::1%eth0]", "fe80::/10"},
-		{"[fe80::1%25eth0]", "fe80::/10"}, // a zone is ignored, whatever its spelling
+		{"[fe80::1%25eth0]", "fe80::/10"},        // a zone is ignored, whatever its spelling
+		{"[64:ff9b::7f00:1]", "127.0.0.0/8"},     // NAT64 form of 127.0.0.1
+		{"[2002:a9fe:a9fe::]", "169.254.0.0/16"}, // 6to4 form of 169.254.169.254
+		{"[64:ff9b::808:808]", ""},               // NAT64 form of 8.8.8.8
 		{"8.8.8.8", ""},
 		{"[2001:db8::1]", ""},
 		// Host names are only checked after resolution, at dial time.
