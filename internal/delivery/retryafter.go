@@ -17,8 +17,11 @@ func ParseRetryAfter(value string, now time.Time) (time.Duration, bool) {
 	if value == "" {
 		return 0, false
 	}
-	if secs, err := strconv.ParseUint(value, 10, 64); err == nil {
-		if secs > uint64(maxRetryAfter/time.Second) {
+	if isDigits(value) {
+		// delay-seconds is 1*DIGIT, of any length: a value that overflows uint64 only fails with
+		// strconv.ErrRange, and is as much over the cap as any other huge value.
+		secs, err := strconv.ParseUint(value, 10, 64)
+		if err != nil || secs > uint64(maxRetryAfter/time.Second) {
 			return maxRetryAfter, true
 		}
 		return time.Duration(secs) * time.Second, true
@@ -28,6 +31,19 @@ func ParseRetryAfter(value string, now time.Time) (time.Duration, bool) {
 		return 0, false
 	}
 	return min(max(at.Sub(now), 0), maxRetryAfter), true
+}
+
+// isDigits reports whether s is one or more ASCII digits: no sign, space, decimal point or exponent.
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // honoursRetryAfter lists the statuses whose Retry-After the sender reads: the receiver is throttling

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -21,8 +22,24 @@ func TestParseRetryAfter(t *testing.T) {
 		{"zero seconds", "0", 0, true},
 		{"padded seconds", " 7 ", 7 * time.Second, true},
 		{"huge seconds are capped", "99999999999999999", maxRetryAfter, true},
+		{"cap exactly", "86400", maxRetryAfter, true},
+		{"one over the cap", "86401", maxRetryAfter, true},
+		{"max uint64 seconds are capped", "18446744073709551615", maxRetryAfter, true},
+		{"seconds over uint64 are capped", "18446744073709551616", maxRetryAfter, true},
+		{"seconds far over uint64 are capped", "99999999999999999999999", maxRetryAfter, true},
+		{"a thousand digits are capped", strings.Repeat("9", 1000), maxRetryAfter, true},
+		{"leading zeros", "000000000000000000000000000042", 42 * time.Second, true},
 		{"negative seconds", "-5", 0, false},
+		{"plus sign", "+5", 0, false},
+		{"huge negative seconds", "-99999999999999999999999", 0, false},
+		{"huge with a plus sign", "+99999999999999999999999", 0, false},
+		{"space inside", "1 5", 0, false},
+		{"space inside huge", "99999999999 999999999999", 0, false},
 		{"fractional seconds", "1.5", 0, false},
+		{"huge fractional seconds", "99999999999999999999999.5", 0, false},
+		{"exponent", "1e3", 0, false},
+		{"hex", "0x10", 0, false},
+		{"non-ASCII digits", "١٢", 0, false},
 		{"HTTP date in the future", "Sun, 01 Mar 2026 12:00:30 GMT", 30 * time.Second, true},
 		{"HTTP date in the past", "Sun, 01 Mar 2026 11:00:00 GMT", 0, true},
 		{"RFC 850 date", "Sunday, 01-Mar-26 12:01:00 GMT", time.Minute, true},
@@ -41,7 +58,8 @@ func TestParseRetryAfter(t *testing.T) {
 }
 
 func FuzzParseRetryAfter(f *testing.F) {
-	for _, seed := range []string{"", "0", "120", "-1", "1e3", "Sun, 01 Mar 2026 12:00:30 GMT", "Sun Mar  1 12:00:10 2026", "\x00"} {
+	for _, seed := range []string{"", "0", "120", "-1", "1e3", "Sun, 01 Mar 2026 12:00:30 GMT", "Sun Mar  1 12:00:10 2026", "\x00",
+		"99999999999999999999999", "18446744073709551616", "+5", "1.5"} {
 		f.Add(seed)
 	}
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -52,6 +70,15 @@ func FuzzParseRetryAfter(f *testing.F) {
 		}
 		if !ok && got != 0 {
 			t.Fatalf("ParseRetryAfter(%q) = %v with ok=false", value, got)
+		}
+		// delay-seconds of any length is honoured: too many seconds means the cap, never "ignore".
+		if trimmed := strings.TrimSpace(value); trimmed != "" && strings.Trim(trimmed, "0123456789") == "" {
+			if !ok {
+				t.Fatalf("ParseRetryAfter(%q) = not ok for delay-seconds", value)
+			}
+			if len(strings.TrimLeft(trimmed, "0")) > 20 && got != maxRetryAfter {
+				t.Fatalf("ParseRetryAfter(%q) = %v, want the cap %v", value, got, maxRetryAfter)
+			}
 		}
 	})
 }
