@@ -9,6 +9,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
@@ -29,7 +30,7 @@ func typicalEvent(ns, prefix string, i int) *webhooksv1alpha1.DocumentEvent {
 				UpdatedAt:        "2024-01-15T10:35:00Z",
 			},
 			Document: &webhooksv1alpha1.DocumentSummary{
-				Description:  fmt.Sprintf("Invoice #%d from Acme", i),
+				Description:  ptr.To(fmt.Sprintf("Invoice #%d from Acme", i)),
 				TotalAmount:  &total,
 				DocumentDate: "2024-01-15",
 			},

@@ -81,6 +81,10 @@ const (
 	// InvalidPayloadReason means the spec cannot be encoded as a webhook payload (for example, a value
 	// that is not valid JSON). The event fails without a retry.
 	InvalidPayloadReason string = "InvalidPayload"
+
+	// TooManyEndpointsReason means more endpoints match the event than one event can record
+	// (MaxDeliveriesPerEvent); narrow spec.endpointSelector or the endpoints' filters.
+	TooManyEndpointsReason string = "TooManyEndpoints"
 )
 
 // Reasons recorded on a single delivery (status.deliveries[].reason).

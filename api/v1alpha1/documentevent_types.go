@@ -1,6 +1,9 @@
 package v1alpha1
 
 import (
+	"encoding/json"
+	"fmt"
+
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -77,26 +80,61 @@ type DocumentStatus struct {
 	ExtractionErrors []apiextensionsv1.JSON `json:"extractionErrors,omitempty"`
 }
 
-// Decimal is a decimal number kept as its exact text, so that 1234.56 reaches the receiver as the JSON
-// number 1234.56 with no binary floating point in between. Write it quoted in YAML: totalAmount: "1234.56".
-// +kubebuilder:validation:Pattern=`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$`
-// +kubebuilder:validation:MaxLength=64
+// Decimal is a decimal number kept as its exact text. The API server accepts it as a JSON number or as a
+// string holding one, and the text is sent to receivers as a JSON number. A string keeps every digit;
+// a number keeps the digits the API server stored (see DocumentSummary.TotalAmount).
+//
+// Go clients write it as a string: Decimal has no MarshalJSON, so Decimal("0.10") is sent as "0.10" and
+// reaches receivers as 0.10, never through a float.
 type Decimal string
 
-// DocumentSummary is the document summary information.
-type DocumentSummary struct {
-	// Description is the document description or title.
-	// +optional
-	// +kubebuilder:validation:MaxLength=4096
-	Description string `json:"description,omitempty"`
+// UnmarshalJSON reads a JSON number or a string holding one, keeping its text as written, so that no
+// digit passes through a float; null leaves the value unchanged.
+func (d *Decimal) UnmarshalJSON(data []byte) error {
+	if string(data) == "null" {
+		return nil
+	}
+	var number json.Number // json.Number takes a number literal or a string holding one, and keeps its text
+	if err := json.Unmarshal(data, &number); err != nil {
+		return fmt.Errorf("a decimal must be a JSON number or a string holding one: %w", err)
+	}
+	*d = Decimal(number)
+	return nil
+}
 
-	// TotalAmount is the total amount extracted from the document, as a decimal string; it is sent as a
-	// JSON number with every digit preserved.
+// DocumentSummary is the document summary information. A member that is absent or null is sent as
+// null: the payload always has description, totalAmount and documentDate.
+type DocumentSummary struct {
+	// Description is the document description or title. Absent or null is sent as null, and "" as "".
 	// +optional
+	// +nullable
+	// +kubebuilder:validation:MaxLength=4096
+	Description *string `json:"description,omitempty"`
+
+	// TotalAmount is the total amount extracted from the document, sent as a JSON number. Write it as a
+	// number (totalAmount: 1234.56) or as a decimal string (totalAmount: "1234.56"); absent or null is
+	// sent as null.
+	//
+	// A string keeps every digit as written: "0.10" is sent as 0.10 and
+	// "12345678901234567890.123456789" as 12345678901234567890.123456789. A number is stored by the
+	// API server as a 64-bit integer or float, so it keeps at most about 15 significant digits and its
+	// notation may change: 1234.56 is sent as 1234.56, but 0.10 as 0.1, 1e3 as 1000 and
+	// 12345678901234567890 as 12345678901234567000. Write amounts with more than 15 significant digits,
+	// or whose exact notation matters, as a quoted string.
+	//
+	// Go clients always write the string form. A Go client that reads an event written with a number
+	// and updates the whole object sends the string form back, which the immutable spec rejects; change
+	// labels or annotations with a patch instead.
+	// +optional
+	// +nullable
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:XValidation:rule="type(self) == string ? size(self) <= 64 && self.matches('^-?(0|[1-9][0-9]*)(\\\\.[0-9]+)?([eE][-+]?[0-9]+)?$') : type(self) == int || type(self) == double",message="totalAmount must be a number such as 1234.56 or a decimal string such as '1234.56' of at most 64 characters, without thousands separators or currency"
 	TotalAmount *Decimal `json:"totalAmount,omitempty"`
 
-	// DocumentDate is the document date, YYYY-MM-DD.
+	// DocumentDate is the document date, YYYY-MM-DD. Absent or null is sent as null.
 	// +optional
+	// +nullable
 	// +kubebuilder:validation:MaxLength=10
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}$') && timestamp(self + 'T00:00:00Z') == timestamp(self + 'T00:00:00Z')",message="documentDate must be a calendar date in YYYY-MM-DD format"
 	DocumentDate string `json:"documentDate,omitempty"`
@@ -134,6 +172,11 @@ const (
 	// DocumentEventFailed means every delivery finished and at least one failed.
 	DocumentEventFailed DocumentEventPhase = "Failed"
 )
+
+// IsFinished reports whether every delivery of the event ended.
+func (p DocumentEventPhase) IsFinished() bool {
+	return p == DocumentEventDelivered || p == DocumentEventFailed
+}
 
 // DeliveryPhase is the state of the delivery of one event to one endpoint.
 // +kubebuilder:validation:Enum=Pending;Retrying;Delivered;Failed
@@ -204,6 +247,17 @@ type EndpointDelivery struct {
 	DurationMs int64 `json:"durationMs,omitempty"`
 }
 
+// Limits of the status schema; the controller keeps every status write within them, so that no patch
+// is rejected by the API server.
+const (
+	// MaxDeliveriesPerEvent is the most endpoints one event can target (status.deliveries maxItems).
+	MaxDeliveriesPerEvent = 256
+	// MaxDeliveryErrorLength is the maxLength of status.deliveries[].lastError and status.lastTest.error.
+	MaxDeliveryErrorLength = 512
+	// MaxConditionMessageLength is the maxLength of metav1.Condition's message.
+	MaxConditionMessageLength = 32768
+)
+
 // DocumentEventStatus is the observed state of a DocumentEvent.
 type DocumentEventStatus struct {
 	// ObservedGeneration is the last generation the controller acted on.
@@ -226,6 +280,11 @@ type DocumentEventStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// CompletionTime is when the event became Delivered or Failed; ttlSecondsAfterFinished counts from it.
+	// It is cleared when a redelivery reopens the event.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 
 	// LastRedeliveryRequest is the value of the webhooks.1flow.io/redeliver-requested-at annotation that
 	// was last acted on; a redelivery runs once per value.

@@ -43,6 +43,7 @@ func main() {
 		leaderElectionNamespace string
 		maxConcurrentReconciles int
 		maxInFlight             int
+		maxInFlightPerNamespace int
 		statusFlushInterval     time.Duration
 		defaultTTL              time.Duration
 		gracefulShutdown        time.Duration
@@ -78,6 +79,9 @@ func main() {
 		"DocumentEvents reconciled in parallel. Reconciles never wait for HTTP; attempts run in the dispatcher.")
 	flag.IntVar(&maxInFlight, "max-in-flight", controller.DefaultMaxInFlight,
 		"Delivery attempts in flight at once across all endpoints. Each endpoint also has its own spec.maxInFlight.")
+	flag.IntVar(&maxInFlightPerNamespace, "max-in-flight-per-namespace", 0,
+		"Delivery attempts in flight at once for the endpoints of one namespace, so that a few tenants whose "+
+			"receivers hang cannot take all of --max-in-flight. 0 means a quarter of --max-in-flight.")
 	flag.DurationVar(&defaultTTL, "default-ttl-after-finished", 0,
 		"Delete Delivered or Failed DocumentEvents this long after they finish, unless spec.ttlSecondsAfterFinished "+
 			"is set. 0 (the default) keeps them.")
@@ -106,11 +110,11 @@ func main() {
 
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 
-	if maxConcurrentReconciles < 1 || maxInFlight < 1 || defaultTTL < 0 {
+	if maxConcurrentReconciles < 1 || maxInFlight < 1 || defaultTTL < 0 || maxInFlightPerNamespace < 0 {
 		setupLog.Error(nil, "--max-concurrent-reconciles and --max-in-flight must be at least 1, "+
-			"--default-ttl-after-finished at least 0",
+			"--default-ttl-after-finished and --max-in-flight-per-namespace at least 0",
 			"max-concurrent-reconciles", maxConcurrentReconciles, "max-in-flight", maxInFlight,
-			"default-ttl-after-finished", defaultTTL)
+			"max-in-flight-per-namespace", maxInFlightPerNamespace, "default-ttl-after-finished", defaultTTL)
 		os.Exit(1)
 	}
 
@@ -164,11 +168,12 @@ func main() {
 	}
 
 	shared, err := controller.NewShared(mgr, controller.Options{
-		Sender:              delivery.NewSender(delivery.WithEgressPolicy(egress)),
-		MaxInFlight:         maxInFlight,
-		StatusFlushInterval: statusFlushInterval,
-		RequireHTTPS:        requireHTTPS,
-		Egress:              egress,
+		Sender:                  delivery.NewSender(delivery.WithEgressPolicy(egress)),
+		MaxInFlight:             maxInFlight,
+		MaxInFlightPerNamespace: maxInFlightPerNamespace,
+		StatusFlushInterval:     statusFlushInterval,
+		RequireHTTPS:            requireHTTPS,
+		Egress:                  egress,
 	})
 	if err != nil {
 		setupLog.Error(err, "unable to set up the delivery engine")

@@ -38,7 +38,7 @@ var _ = Describe("DocumentEvent delivery", func() {
 		amount := webhooksv1alpha1.Decimal("1234.56")
 		ev := newEvent(ns, "doc-1", func(ev *webhooksv1alpha1.DocumentEvent) {
 			ev.Spec.Document = &webhooksv1alpha1.DocumentSummary{
-				Description: "Invoice #1", TotalAmount: &amount, DocumentDate: "2024-01-15",
+				Description: ptr.To("Invoice #1"), TotalAmount: &amount, DocumentDate: "2024-01-15",
 			}
 			ev.Spec.Extraction = &webhooksv1alpha1.Extraction{
 				Fields: &apiextensionsv1.JSON{Raw: []byte(`{"invoiceNumber":"1042"}`)},

@@ -2,11 +2,7 @@ package controller
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"net/url"
 	"sync"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -16,38 +12,19 @@ import (
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 	"github.com/1flow/webhook-operator/internal/delivery"
-	"github.com/1flow/webhook-operator/pkg/signature"
+	"github.com/1flow/webhook-operator/internal/engine"
 )
 
-// readiness is whether an endpoint can take an attempt now, and why not.
-type readiness struct {
-	Ready   bool
-	Reason  string
-	Message string
-}
-
-var ready = readiness{Ready: true, Reason: webhooksv1alpha1.ReadyReason, Message: "endpoint accepts deliveries"}
-
-func notReady(reason, format string, args ...any) readiness {
-	return readiness{Reason: reason, Message: fmt.Sprintf(format, args...)}
-}
-
-// credentials is what an attempt needs from the endpoint's Secrets.
-type credentials struct {
-	// signing holds the current key and, during a rotation, the previous one; empty means unsigned.
-	signing [][]byte
-	tls     *delivery.TLSMaterial
-}
-
-// endpointResolver decides readiness and resolves an endpoint's Secrets.
+// endpointResolver reads endpoints and the Secrets they reference, and implements engine.Endpoints.
 //
 // Secret values are read with an uncached reader and kept only for Secrets that an endpoint references,
 // keyed by resourceVersion. A metadata-only informer tells when a Secret changed, so the operator never
 // holds every Secret of the cluster in memory, and a rotated secret or certificate is used on the next
-// attempt. Every lookup uses the endpoint's own namespace: references never cross tenants.
+// attempt. Values of Secrets that no endpoint references any more are released (prune). Every lookup
+// uses the endpoint's own namespace: references never cross tenants.
 type endpointResolver struct {
-	// metadata reads Secret metadata from the manager's cache (a metadata-only informer).
-	metadata client.Reader
+	// cached reads endpoints and Secret metadata from the manager's cache.
+	cached client.Reader
 	// live reads Secret values straight from the API server.
 	live         client.Reader
 	requireHTTPS bool
@@ -62,143 +39,120 @@ type cachedSecret struct {
 	data            map[string][]byte
 }
 
-// checkSpec is the part of readiness that needs no API call.
-func (r *endpointResolver) checkSpec(ep *webhooksv1alpha1.WebhookEndpoint) readiness {
-	if err := delivery.ValidateURL(ep.Spec.URL, r.requireHTTPS); err != nil {
-		if errors.Is(err, delivery.ErrInsecureURL) {
-			return notReady(webhooksv1alpha1.InsecureURLReason, "%s", err.Error())
+// Lookup implements engine.Endpoints: the endpoint as the cache has it now, with its Secrets resolved.
+func (r *endpointResolver) Lookup(ctx context.Context, key types.NamespacedName) (engine.Endpoint, bool, error) {
+	ep := &webhooksv1alpha1.WebhookEndpoint{}
+	if err := r.cached.Get(ctx, key, ep); err != nil {
+		if apierrors.IsNotFound(err) {
+			return engine.Endpoint{}, false, nil
 		}
-		return notReady(webhooksv1alpha1.InvalidURLReason, "spec.url: %s", err.Error())
+		return engine.Endpoint{}, false, err
 	}
-	if u, err := url.Parse(ep.Spec.URL); err == nil {
-		if err := r.egress.CheckHost(u.Hostname()); err != nil {
-			return notReady(webhooksv1alpha1.DestinationBlockedReason, "%s", err.Error())
-		}
+	if !ep.DeletionTimestamp.IsZero() {
+		return engine.Endpoint{}, false, nil
 	}
-	if ep.Spec.Suspend {
-		return notReady(webhooksv1alpha1.SuspendedReason, "deliveries wait while spec.suspend is true")
-	}
-	return ready
-}
-
-// resolve returns the endpoint's credentials and readiness. An error is returned only for transient
-// API failures, which the caller retries.
-func (r *endpointResolver) resolve(ctx context.Context, ep *webhooksv1alpha1.WebhookEndpoint) (credentials, readiness, error) {
-	var creds credentials
-	if rd := r.checkSpec(ep); !rd.Ready {
-		return creds, rd, nil
-	}
-	if ep.Spec.SecretRef != nil {
-		rd, err := r.resolveSigning(ctx, ep, &creds)
-		if err != nil || !rd.Ready {
-			return creds, rd, err
-		}
-	}
-	if ep.Spec.TLS != nil {
-		rd, err := r.resolveTLS(ctx, ep, &creds)
-		if err != nil || !rd.Ready {
-			return creds, rd, err
-		}
-	}
-	return creds, ready, nil
-}
-
-func (r *endpointResolver) resolveSigning(ctx context.Context, ep *webhooksv1alpha1.WebhookEndpoint, creds *credentials) (readiness, error) {
-	name := ep.Spec.SecretRef.Name
-	secret, err := r.secret(ctx, types.NamespacedName{Namespace: ep.Namespace, Name: name})
-	if apierrors.IsNotFound(err) {
-		return notReady(webhooksv1alpha1.SecretNotFoundReason,
-			"Secret %q not found in namespace %q; deliveries wait until it exists", name, ep.Namespace), nil
-	}
+	in, err := r.gather(ctx, ep)
 	if err != nil {
-		return readiness{}, err
+		return engine.Endpoint{}, false, err
 	}
-	key := ep.GetSecretKey()
-	current := secret.data[key]
-	if len(current) == 0 {
-		return notReady(webhooksv1alpha1.SecretKeyMissingReason,
-			"Secret %q has no non-empty key %q; deliveries wait until it does", name, key), nil
-	}
-	creds.signing = [][]byte{current}
-	if previous := secret.data[webhooksv1alpha1.PreviousSigningSecretKey]; len(previous) > 0 {
-		creds.signing = append(creds.signing, previous)
-	}
-	// Sign a probe so that a secret the scheme cannot use (a whsec_ value that is not base64) shows on the
-	// endpoint instead of failing every attempt.
-	if _, err := signature.SignHeaders(signature.Scheme(ep.GetSignatureScheme()), "probe", time.Unix(0, 0), nil, creds.signing...); err != nil {
-		return notReady(webhooksv1alpha1.SecretInvalidReason,
-			"Secret %q: a key cannot be used by the %s scheme: %v", name, ep.GetSignatureScheme(), err), nil
-	}
-	return ready, nil
+	return engineEndpoint(in), true, nil
 }
 
-func (r *endpointResolver) resolveTLS(ctx context.Context, ep *webhooksv1alpha1.WebhookEndpoint, creds *credentials) (readiness, error) {
-	material := &delivery.TLSMaterial{Owner: ep.Namespace + "/" + ep.Name}
-	if ref := ep.Spec.TLS.CASecretRef; ref != nil {
-		secret, rd, err := r.tlsSecret(ctx, ep.Namespace, ref.Name)
-		if err != nil || !rd.Ready {
-			return rd, err
+// gather reads what the readiness chain needs. An error is returned only for transient API failures.
+func (r *endpointResolver) gather(ctx context.Context, ep *webhooksv1alpha1.WebhookEndpoint) (*readinessInput, error) {
+	in := &readinessInput{ep: ep, requireHTTPS: r.requireHTTPS, egress: r.egress}
+	var err error
+	if ref := ep.Spec.SecretRef; ref != nil {
+		if in.signing, err = r.secret(ctx, ep.Namespace, ref.Name); err != nil {
+			return nil, err
 		}
-		if material.CAPEM = secret.data[webhooksv1alpha1.CACertKey]; len(material.CAPEM) == 0 {
-			return notReady(webhooksv1alpha1.TLSSecretInvalidReason, "Secret %q has no key %q", ref.Name, webhooksv1alpha1.CACertKey), nil
-		}
-		material.Version += "ca:" + secret.resourceVersion
 	}
-	if ref := ep.Spec.TLS.ClientCertSecretRef; ref != nil {
-		secret, rd, err := r.tlsSecret(ctx, ep.Namespace, ref.Name)
-		if err != nil || !rd.Ready {
-			return rd, err
+	if t := ep.Spec.TLS; t != nil {
+		if t.CASecretRef != nil {
+			if in.ca, err = r.secret(ctx, ep.Namespace, t.CASecretRef.Name); err != nil {
+				return nil, err
+			}
 		}
-		material.CertPEM, material.KeyPEM = secret.data[corev1.TLSCertKey], secret.data[corev1.TLSPrivateKeyKey]
-		if len(material.CertPEM) == 0 || len(material.KeyPEM) == 0 {
-			return notReady(webhooksv1alpha1.TLSSecretInvalidReason, "Secret %q needs keys %q and %q",
-				ref.Name, corev1.TLSCertKey, corev1.TLSPrivateKeyKey), nil
+		if t.ClientCertSecretRef != nil {
+			if in.clientCert, err = r.secret(ctx, ep.Namespace, t.ClientCertSecretRef.Name); err != nil {
+				return nil, err
+			}
 		}
-		material.Version += "/cert:" + secret.resourceVersion
 	}
-	creds.tls = material
-	return ready, nil
+	return in, nil
 }
 
-func (r *endpointResolver) tlsSecret(ctx context.Context, namespace, name string) (cachedSecret, readiness, error) {
-	secret, err := r.secret(ctx, types.NamespacedName{Namespace: namespace, Name: name})
-	if apierrors.IsNotFound(err) {
-		return secret, notReady(webhooksv1alpha1.TLSSecretNotFoundReason,
-			"Secret %q named in spec.tls not found in namespace %q", name, namespace), nil
-	}
-	return secret, ready, err
-}
-
-func (r *endpointResolver) secret(ctx context.Context, key types.NamespacedName) (cachedSecret, error) {
+// secret returns the Secret's data, or nil when it does not exist.
+func (r *endpointResolver) secret(ctx context.Context, namespace, name string) (*cachedSecret, error) {
+	key := types.NamespacedName{Namespace: namespace, Name: name}
 	meta := &metav1.PartialObjectMetadata{}
 	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	if err := r.metadata.Get(ctx, key, meta); err != nil {
+	if err := r.cached.Get(ctx, key, meta); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.forget(key)
+			return nil, nil
 		}
-		return cachedSecret{}, err
+		return nil, err
 	}
 
 	r.mu.Lock()
 	cached, ok := r.secrets[key]
 	r.mu.Unlock()
 	if ok && cached.resourceVersion == meta.ResourceVersion {
-		return cached, nil
+		return &cached, nil
 	}
 
 	secret := &corev1.Secret{}
 	if err := r.live.Get(ctx, key, secret); err != nil {
-		return cachedSecret{}, err
+		if apierrors.IsNotFound(err) {
+			// Deleted since the cache saw it: the metadata watch brings the next change.
+			r.forget(key)
+			return nil, nil
+		}
+		return nil, err
 	}
 	cached = cachedSecret{resourceVersion: secret.ResourceVersion, data: secret.Data}
 	r.mu.Lock()
 	r.secrets[key] = cached
 	r.mu.Unlock()
-	return cached, nil
+	return &cached, nil
 }
 
 func (r *endpointResolver) forget(key types.NamespacedName) {
 	r.mu.Lock()
 	delete(r.secrets, key)
 	r.mu.Unlock()
+}
+
+// prune releases the values of the namespace's Secrets that none of its endpoints references.
+func (r *endpointResolver) prune(ctx context.Context, namespace string) error {
+	endpoints := &webhooksv1alpha1.WebhookEndpointList{}
+	if err := r.cached.List(ctx, endpoints, client.InNamespace(namespace)); err != nil {
+		return err
+	}
+	referenced := map[string]bool{}
+	for i := range endpoints.Items {
+		for _, name := range referencedSecrets(&endpoints.Items[i]) {
+			referenced[name] = true
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for key := range r.secrets {
+		if key.Namespace == namespace && !referenced[key.Name] {
+			delete(r.secrets, key)
+		}
+	}
+	return nil
+}
+
+// cachedSecrets counts the Secret values held in memory.
+func (r *endpointResolver) cachedSecrets() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.secrets)
+}
+
+func keyOf(obj client.Object) types.NamespacedName {
+	return types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,6 +15,7 @@ import (
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 	"github.com/1flow/webhook-operator/internal/delivery"
+	"github.com/1flow/webhook-operator/internal/engine"
 )
 
 // This file holds the delivery decisions as pure functions of the objects and the time: which endpoints
@@ -87,12 +89,12 @@ func markEndpointDeleted(d *webhooksv1alpha1.EndpointDelivery) {
 
 // markWaiting records why a due delivery is held back without counting an attempt. A blocked
 // destination keeps its own reason, since it is what the delivery failed with.
-func markWaiting(d *webhooksv1alpha1.EndpointDelivery, rd readiness) {
+func markWaiting(d *webhooksv1alpha1.EndpointDelivery, rd engine.Readiness) {
 	d.Reason = webhooksv1alpha1.EndpointNotReadyReason
 	if rd.Reason == webhooksv1alpha1.DestinationBlockedReason {
 		d.Reason = webhooksv1alpha1.DestinationBlockedReason
 	}
-	d.LastError = rd.Reason + ": " + rd.Message
+	d.LastError = truncateStatus(rd.Reason+": "+rd.Message, webhooksv1alpha1.MaxDeliveryErrorLength)
 }
 
 // retryPolicy is what recordAttempt needs from an endpoint.
@@ -118,7 +120,7 @@ func recordAttempt(d *webhooksv1alpha1.EndpointDelivery, res delivery.Result, po
 	d.LastAttemptTime = &start
 	d.LastStatusCode = int32(res.StatusCode)
 	d.DurationMs = res.Duration.Milliseconds()
-	d.LastError = res.Error
+	d.LastError = truncateStatus(res.Error, webhooksv1alpha1.MaxDeliveryErrorLength)
 	d.NextAttemptTime = nil
 	switch {
 	case res.Success:
@@ -182,15 +184,24 @@ func summarize(ev *webhooksv1alpha1.DocumentEvent, now time.Time) time.Duration 
 	case delivered+failed+attempted == 0:
 		phase = webhooksv1alpha1.DocumentEventPending
 	}
-	setEventStatus(ev, phase, reason, message)
+	setEventStatus(ev, phase, reason, message, now)
 	return requeue
 }
 
 // setEventStatus sets the phase and the conditions that follow from it: Delivered and Ready (True only
 // when Delivered), Reconciling while deliveries are open, and Stalled when the event failed, as kstatus
-// expects (so kubectl wait, Flux and Argo CD read the true state).
-func setEventStatus(ev *webhooksv1alpha1.DocumentEvent, phase webhooksv1alpha1.DocumentEventPhase, reason, message string) {
+// expects (so kubectl wait, Flux and Argo CD read the true state). completionTime marks when the event
+// finished, for its TTL.
+func setEventStatus(ev *webhooksv1alpha1.DocumentEvent, phase webhooksv1alpha1.DocumentEventPhase, reason, message string, now time.Time) {
 	ev.Status.Phase = phase
+	switch {
+	case !phase.IsFinished():
+		ev.Status.CompletionTime = nil
+	case ev.Status.CompletionTime == nil:
+		finished := metav1.NewTime(now)
+		ev.Status.CompletionTime = &finished
+	}
+	message = truncateStatus(message, webhooksv1alpha1.MaxConditionMessageLength)
 	status := metav1.ConditionFalse
 	if phase == webhooksv1alpha1.DocumentEventDelivered {
 		status = metav1.ConditionTrue
@@ -232,30 +243,80 @@ func setCondition(obj conditionsObject, condType string, status metav1.Condition
 	obj.SetConditions(conditions)
 }
 
-// requestRedelivery applies a new webhooks.1flow.io/redeliver-requested-at value: the deliveries in
-// scope (all, or only the failed ones with webhooks.1flow.io/redeliver-scope: failed) start over with
-// fresh attempts and the same delivery id, so receivers can still de-duplicate. It reports whether it
-// changed anything; a value is acted on once.
-func requestRedelivery(ev *webhooksv1alpha1.DocumentEvent) bool {
+// redeliveryRequested reports whether the event carries a webhooks.1flow.io/redeliver-requested-at value
+// that was not acted on yet.
+func redeliveryRequested(ev *webhooksv1alpha1.DocumentEvent) bool {
 	value := ev.Annotations[webhooksv1alpha1.RedeliverRequestedAtAnnotation]
-	if value == "" || value == ev.Status.LastRedeliveryRequest {
-		return false
-	}
-	ev.Status.LastRedeliveryRequest = value
+	return value != "" && value != ev.Status.LastRedeliveryRequest
+}
+
+// applyRedelivery acts on a new redeliver-requested-at value, once: the deliveries in scope (all, or
+// only the failed ones with webhooks.1flow.io/redeliver-scope: failed) start over with fresh attempts,
+// against the endpoints that match the event now. A delivery whose endpoint still exists keeps its
+// delivery id, so receivers can still de-duplicate; one whose endpoint was recreated under the same name
+// gets the new endpoint's id; one whose endpoint is gone stays as it is. A full redelivery also adds the
+// endpoints that match now and did not before.
+func applyRedelivery(ev *webhooksv1alpha1.DocumentEvent, targets []*webhooksv1alpha1.WebhookEndpoint, now time.Time) {
+	ev.Status.LastRedeliveryRequest = ev.Annotations[webhooksv1alpha1.RedeliverRequestedAtAnnotation]
 	onlyFailed := ev.Annotations[webhooksv1alpha1.RedeliverScopeAnnotation] == webhooksv1alpha1.RedeliverScopeFailed
+	current := make(map[string]*webhooksv1alpha1.WebhookEndpoint, len(targets))
+	for _, ep := range targets {
+		current[ep.Name] = ep
+	}
+	known := make(map[string]bool, len(ev.Status.Deliveries))
 	for i := range ev.Status.Deliveries {
 		d := &ev.Status.Deliveries[i]
-		if onlyFailed && d.Phase != webhooksv1alpha1.DeliveryFailed {
+		known[d.Endpoint] = true
+		ep := current[d.Endpoint]
+		if ep == nil || (onlyFailed && d.Phase != webhooksv1alpha1.DeliveryFailed) {
 			continue
 		}
 		*d = webhooksv1alpha1.EndpointDelivery{
 			Endpoint:        d.Endpoint,
-			DeliveryID:      d.DeliveryID,
+			DeliveryID:      deliveryID(ev, ep),
 			Phase:           webhooksv1alpha1.DeliveryPending,
 			Reason:          webhooksv1alpha1.RedeliveryRequestedReason,
 			LastAttemptTime: d.LastAttemptTime,
 		}
 	}
-	summarize(ev, time.Time{})
-	return true
+	if !onlyFailed {
+		for _, d := range newDeliveries(ev, targets) {
+			if !known[d.Endpoint] && len(ev.Status.Deliveries) < webhooksv1alpha1.MaxDeliveriesPerEvent {
+				d.Reason = webhooksv1alpha1.RedeliveryRequestedReason
+				ev.Status.Deliveries = append(ev.Status.Deliveries, d)
+			}
+		}
+		slices.SortFunc(ev.Status.Deliveries, func(a, b webhooksv1alpha1.EndpointDelivery) int {
+			return cmp.Compare(a.Endpoint, b.Endpoint)
+		})
+	}
+	summarize(ev, now)
+}
+
+// truncateStatus shortens a message to a status field's schema limit, on a rune boundary, so that no
+// status patch is rejected for its length.
+func truncateStatus(s string, limit int) string {
+	if len(s) <= limit {
+		return s
+	}
+	cut := limit - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+func deliveryByID(ev *webhooksv1alpha1.DocumentEvent, id string) *webhooksv1alpha1.EndpointDelivery {
+	for i := range ev.Status.Deliveries {
+		if ev.Status.Deliveries[i].DeliveryID == id {
+			return &ev.Status.Deliveries[i]
+		}
+	}
+	return nil
+}
+
+// alreadyRecorded makes recording idempotent: a result whose start time is already the delivery's
+// last attempt was recorded by an earlier reconcile (or by the shutdown flush).
+func alreadyRecorded(d *webhooksv1alpha1.EndpointDelivery, res delivery.Result) bool {
+	return d.LastAttemptTime != nil && d.LastAttemptTime.Equal(&metav1.MicroTime{Time: res.Start.Truncate(time.Microsecond)})
 }

@@ -7,7 +7,7 @@ import (
 	"github.com/1flow/webhook-operator/internal/delivery"
 )
 
-func TestCheckSpec(t *testing.T) {
+func TestReadinessChainSpec(t *testing.T) {
 	strict, err := delivery.NewEgressPolicy(nil, nil, true)
 	if err != nil {
 		t.Fatal(err)
@@ -39,11 +39,11 @@ func TestCheckSpec(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := &endpointResolver{requireHTTPS: tt.requireHTTPS, egress: tt.egress}
 			ep := &webhooksv1alpha1.WebhookEndpoint{Spec: webhooksv1alpha1.WebhookEndpointSpec{URL: tt.url, Suspend: tt.suspend}}
-			got := r.checkSpec(ep)
+			in := &readinessInput{ep: ep, requireHTTPS: tt.requireHTTPS, egress: tt.egress}
+			got := in.evaluate()
 			if got.Reason != tt.want || got.Ready != (tt.want == webhooksv1alpha1.ReadyReason) {
-				t.Fatalf("checkSpec(%q) = %+v, want reason %s", tt.url, got, tt.want)
+				t.Fatalf("readiness of %q = %+v, want reason %s", tt.url, got, tt.want)
 			}
 		})
 	}

@@ -6,13 +6,16 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
-
 	"github.com/1flow/webhook-operator/internal/delivery"
+	"github.com/1flow/webhook-operator/internal/engine"
 	"github.com/1flow/webhook-operator/internal/metrics"
 )
 
@@ -22,14 +25,20 @@ const (
 	DefaultStatusFlushInterval = time.Second
 	// DefaultMaxInFlight is the global bound on attempts in flight, across all endpoints.
 	DefaultMaxInFlight = 512
+	// DefaultNamespaceShareDivisor sets the default per-namespace bound to a quarter of MaxInFlight: a few
+	// tenants whose receivers hang cannot take the whole global bound from the others.
+	DefaultNamespaceShareDivisor = 4
 )
 
 // Options configure the delivery engine shared by both controllers.
 type Options struct {
 	// Sender makes the HTTP attempts.
-	Sender Sender
+	Sender engine.Sender
 	// MaxInFlight bounds the attempts in flight across all endpoints.
 	MaxInFlight int
+	// MaxInFlightPerNamespace bounds one namespace's attempts in flight; 0 means MaxInFlight divided by
+	// DefaultNamespaceShareDivisor (at least 1).
+	MaxInFlightPerNamespace int
 	// StatusFlushInterval bounds how often one endpoint's delivery summary is written.
 	StatusFlushInterval time.Duration
 	// Clock is the time source; the real clock when nil.
@@ -41,21 +50,30 @@ type Options struct {
 	Egress *delivery.EgressPolicy
 }
 
-// Shared is the state both controllers use: the Secret resolver, endpoint health and the dispatcher.
+// Shared is what both reconcilers use: the engine, the endpoint resolver and the clock.
 type Shared struct {
-	clock      clock.PassiveClock
-	resolver   *endpointResolver
-	health     *endpointHealth
-	dispatcher *dispatcher
-	tests      *testRuns
+	clock               clock.PassiveClock
+	statusFlushInterval time.Duration
+	resolver            *endpointResolver
+	engine              *engine.Engine
 	// events reads DocumentEvents from the manager cache for the backlog metrics.
 	events client.Reader
+	// recordOnShutdown records the outcomes that finished while the manager was stopping.
+	recordOnShutdown func(ctx context.Context, events []types.NamespacedName)
 }
 
-// NewShared builds the shared state and adds the dispatcher to the manager. Secret metadata is read
-// from the manager cache and Secret values straight from the API server (the manager's API reader),
-// so Secret values are never cached cluster-wide.
+// NewShared builds the engine and adds its lifecycle to the manager. Endpoints and Secret metadata are
+// read from the manager cache and Secret values straight from the API server (the manager's API
+// reader), so Secret values are never cached cluster-wide.
 func NewShared(mgr ctrl.Manager, opts Options) (*Shared, error) {
+	s := newShared(mgr.GetClient(), mgr.GetAPIReader(), opts)
+	if err := metrics.RegisterBacklog(s); err != nil {
+		return nil, fmt.Errorf("register backlog metrics: %w", err)
+	}
+	return s, mgr.Add(s)
+}
+
+func newShared(cached, live client.Reader, opts Options) *Shared {
 	clk := opts.Clock
 	if clk == nil {
 		clk = clock.RealClock{}
@@ -63,28 +81,70 @@ func NewShared(mgr ctrl.Manager, opts Options) (*Shared, error) {
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = DefaultMaxInFlight
 	}
+	if opts.MaxInFlightPerNamespace <= 0 {
+		opts.MaxInFlightPerNamespace = max(opts.MaxInFlight/DefaultNamespaceShareDivisor, 1)
+	}
 	if opts.StatusFlushInterval <= 0 {
 		opts.StatusFlushInterval = DefaultStatusFlushInterval
 	}
-	health := newEndpointHealth(opts.StatusFlushInterval)
-	s := &Shared{
-		clock: clk,
-		resolver: &endpointResolver{
-			metadata:     mgr.GetClient(),
-			live:         mgr.GetAPIReader(),
-			requireHTTPS: opts.RequireHTTPS,
-			egress:       opts.Egress,
-			secrets:      map[types.NamespacedName]cachedSecret{},
-		},
-		health:     health,
-		dispatcher: newDispatcher(opts.Sender, health, opts.MaxInFlight, clk.Now),
-		tests:      newTestRuns(),
-		events:     mgr.GetClient(),
+	resolver := &endpointResolver{
+		cached:       cached,
+		live:         live,
+		requireHTTPS: opts.RequireHTTPS,
+		egress:       opts.Egress,
+		secrets:      map[types.NamespacedName]cachedSecret{},
 	}
-	if err := metrics.RegisterBacklog(s); err != nil {
-		return nil, fmt.Errorf("register backlog metrics: %w", err)
+	return &Shared{
+		clock:               clk,
+		statusFlushInterval: opts.StatusFlushInterval,
+		resolver:            resolver,
+		engine: engine.New(engine.Config{
+			Sender:                  opts.Sender,
+			Endpoints:               resolver,
+			Now:                     clk.Now,
+			MaxInFlight:             opts.MaxInFlight,
+			MaxInFlightPerNamespace: opts.MaxInFlightPerNamespace,
+		}),
+		events: cached,
 	}
-	return s, mgr.Add(s.dispatcher)
+}
+
+// shutdownRecordTimeout bounds the status writes of the outcomes that finished during shutdown.
+const shutdownRecordTimeout = 15 * time.Second
+
+// Start implements manager.Runnable: when the manager stops, the engine starts nothing new, lets the
+// attempts in flight finish and their outcomes are recorded before the process exits.
+func (s *Shared) Start(ctx context.Context) error {
+	<-ctx.Done()
+	events := s.engine.Stop()
+	if len(events) > 0 && s.recordOnShutdown != nil {
+		recordCtx, cancel := context.WithTimeout(context.Background(), shutdownRecordTimeout)
+		defer cancel()
+		s.recordOnShutdown(recordCtx, events)
+	}
+	return nil
+}
+
+// NeedLeaderElection makes only the leader deliver.
+func (s *Shared) NeedLeaderElection() bool { return true }
+
+// wakeSource feeds the keys the engine puts in wakes to a controller's queue.
+func wakeSource(wakes *engine.Wakes) source.Source {
+	return source.Func(func(ctx context.Context, queue workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-wakes.Signal():
+					for _, key := range wakes.Take() {
+						queue.Add(reconcile.Request{NamespacedName: key})
+					}
+				}
+			}
+		}()
+		return nil
+	})
 }
 
 // Backlog implements metrics.Backlog from the cache, at scrape time. An unfinished event that has no
@@ -120,4 +180,4 @@ func (s *Shared) Backlog() (pending int, oldestAgeSeconds float64) {
 }
 
 // OpenCircuits implements metrics.Backlog.
-func (s *Shared) OpenCircuits() int { return s.health.openCircuits() }
+func (s *Shared) OpenCircuits() int { return s.engine.OpenCircuits() }

@@ -1,100 +1,50 @@
 package controller
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"sync"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
-	"github.com/1flow/webhook-operator/internal/delivery"
+	"github.com/1flow/webhook-operator/internal/engine"
+	"github.com/1flow/webhook-operator/internal/payload"
 )
 
-// testRuns tracks test webhooks: one per endpoint and annotation value, sent off the reconcile worker.
-type testRuns struct {
-	mu   sync.Mutex
-	runs map[types.NamespacedName]*testRun
-}
-
-type testRun struct {
-	value  string
-	result *webhooksv1alpha1.TestResult
-}
-
-func newTestRuns() *testRuns { return &testRuns{runs: map[types.NamespacedName]*testRun{}} }
-
-// result returns the finished test for this annotation value, if any.
-func (t *testRuns) result(key types.NamespacedName, value string) (*webhooksv1alpha1.TestResult, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	run, ok := t.runs[key]
-	if !ok || run.value != value || run.result == nil {
-		return nil, false
-	}
-	delete(t.runs, key)
-	return run.result, true
-}
-
-// start sends the test unless one for this value is already under way, and calls done when it is back.
-func (t *testRuns) start(key types.NamespacedName, value string, sender Sender, req delivery.Request, done func()) {
-	t.mu.Lock()
-	if run, ok := t.runs[key]; ok && run.value == value {
-		t.mu.Unlock()
+// testWebhook decides what the test-requested-at annotation asks of the endpoint reconcile: nothing,
+// a result to record in status.lastTest, or a test to start in the engine. A test runs once per value.
+func (r *WebhookEndpointReconciler) reconcileTest(s *endpointScope) {
+	ep := s.ep
+	value := ep.Annotations[webhooksv1alpha1.TestRequestedAtAnnotation]
+	if value == "" || (ep.Status.LastTest != nil && ep.Status.LastTest.RequestedAt == value) {
 		return
 	}
-	run := &testRun{value: value}
-	t.runs[key] = run
-	t.mu.Unlock()
-
-	go func() {
-		res := sender.Send(context.Background(), req)
-		start := metav1.NewTime(res.Start)
-		t.mu.Lock()
-		run.result = &webhooksv1alpha1.TestResult{
-			RequestedAt: value,
-			Time:        &start,
-			StatusCode:  int32(res.StatusCode),
-			DurationMs:  res.Duration.Milliseconds(),
-			Success:     res.Success,
-			Error:       res.Error,
-		}
-		t.mu.Unlock()
-		done()
-	}()
+	switch state, result := r.shared.engine.Test(ep.UID, value); state {
+	case engine.TestRecorded, engine.TestRunning:
+		// Running, or recorded by a status write that this (older) cached copy does not show yet.
+		return
+	case engine.TestFinished:
+		result.Error = truncateStatus(result.Error, webhooksv1alpha1.MaxDeliveryErrorLength)
+		s.recordTest(result)
+		return
+	}
+	if !s.readiness.Ready && s.readiness.Reason != webhooksv1alpha1.CircuitOpenReason {
+		// A test is a diagnosis: it goes out even with the circuit open, but never unsigned or to a
+		// blocked or invalid URL, nor while the endpoint is suspended.
+		now := metav1.NewTime(r.shared.clock.Now())
+		s.recordTest(&webhooksv1alpha1.TestResult{RequestedAt: value, Time: &now, Error: truncateStatus(
+			"not sent: "+s.readiness.Reason+": "+s.readiness.Message, webhooksv1alpha1.MaxDeliveryErrorLength)})
+		return
+	}
+	id := testID(ep, value)
+	now := r.shared.clock.Now()
+	r.shared.engine.StartTest(keyOf(ep), ep.UID, value, ep.GetMaxInFlight(),
+		func() ([]byte, error) { return payload.TestSample(now, id) }, "whtest_"+id)
 }
 
-// testRequest builds the sample document.ready request of a test webhook: signed like a real one,
-// with a documentId starting test_ and the X-Webhook-Test header.
-func testRequest(ep *webhooksv1alpha1.WebhookEndpoint, value string, creds credentials, now time.Time) (delivery.Request, error) {
+// testID is the test's id: the same for one endpoint and annotation value, so receivers can tell a
+// repeated test apart from a new one.
+func testID(ep *webhooksv1alpha1.WebhookEndpoint, value string) string {
 	sum := sha256.Sum256([]byte(string(ep.UID) + "/" + value))
-	id := hex.EncodeToString(sum[:8])
-	today := now.UTC().Format(time.DateOnly)
-	stamp := now.UTC().Format(time.RFC3339)
-	body, err := delivery.Marshal(delivery.Payload{
-		Event:      string(webhooksv1alpha1.DocumentReadyEvent),
-		Success:    true,
-		DocumentID: "test_" + id,
-		Status: delivery.Status{
-			ExtractionStatus: "INDEXED",
-			DocType:          ptr.To("INVOICE"),
-			CreatedAt:        stamp,
-			UpdatedAt:        stamp,
-		},
-		Document: &delivery.Document{
-			Description:  "Test webhook from webhook-operator",
-			TotalAmount:  "0.00",
-			DocumentDate: today,
-		},
-	})
-	if err != nil {
-		return delivery.Request{}, err
-	}
-	req := attemptRequest(ep, "whtest_"+id, body, creds)
-	req.Test = true
-	return req, nil
+	return hex.EncodeToString(sum[:8])
 }

@@ -10,7 +10,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -19,14 +18,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
+	"github.com/1flow/webhook-operator/internal/engine"
 	"github.com/1flow/webhook-operator/internal/metrics"
 )
 
-// WebhookEndpointReconciler keeps each endpoint's Ready condition true to its URL, suspend flag and
-// signing Secret, and writes the delivery summary collected by the DocumentEvent controller.
+// WebhookEndpointReconciler keeps each endpoint's Ready condition true to the readiness chain (its
+// URL, suspend flag, Secrets, egress and circuit), writes the delivery summary the engine collects, and
+// runs test webhooks.
 type WebhookEndpointReconciler struct {
 	client.Client
 	Recorder recorder.EventRecorder
@@ -38,61 +38,111 @@ type WebhookEndpointReconciler struct {
 // +kubebuilder:rbac:groups=webhooks.1flow.io,resources=webhookendpoints/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 
-// Reconcile computes the Ready condition and flushes the delivery summary in one status patch.
+// endpointScope is what one WebhookEndpoint reconcile works on.
+type endpointScope struct {
+	ep, base  *webhooksv1alpha1.WebhookEndpoint
+	readiness engine.Readiness
+	// summary is the engine's summary written by this reconcile; confirmed to the engine after the patch.
+	summary *engine.Summary
+	// testRecorded is the test value whose result this reconcile writes.
+	testRecorded string
+	afterPatch   []func()
+}
+
+func (s *endpointScope) recordTest(result *webhooksv1alpha1.TestResult) {
+	s.ep.Status.LastTest = result
+	s.testRecorded = result.RequestedAt
+	success := result.Success
+	s.afterPatch = append(s.afterPatch, func() { metrics.RecordTest(success) })
+}
+
+// Reconcile computes the Ready condition, flushes the delivery summary and records test results in one
+// status patch. What the patch records is confirmed to the engine, and evented, only once it succeeded.
 func (r *WebhookEndpointReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	ep := &webhooksv1alpha1.WebhookEndpoint{}
 	if err := r.Get(ctx, req.NamespacedName, ep); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.shared.health.forget(req.NamespacedName)
+			return ctrl.Result{}, r.forget(ctx, req.NamespacedName.Namespace, req.NamespacedName)
 		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		return ctrl.Result{}, err
 	}
 	if !ep.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, r.forget(ctx, ep.Namespace, req.NamespacedName)
 	}
+	r.shared.engine.ObserveEndpoint(req.NamespacedName, ep.UID)
 
-	base := ep.DeepCopy()
+	s := &endpointScope{ep: ep, base: ep.DeepCopy()}
 	defer func() {
-		if equality.Semantic.DeepEqual(base.Status, ep.Status) {
-			return
+		if !equality.Semantic.DeepEqual(s.base.Status, ep.Status) {
+			if err := r.Status().Patch(ctx, ep, client.MergeFrom(s.base)); err != nil {
+				retErr = errors.Join(retErr, fmt.Errorf("patch WebhookEndpoint status: %w", err))
+				return
+			}
 		}
-		if err := r.Status().Patch(ctx, ep, client.MergeFrom(base)); err != nil {
-			retErr = errors.Join(retErr, fmt.Errorf("patch WebhookEndpoint status: %w", err))
+		if s.summary != nil {
+			r.shared.engine.Flushed(ep.UID, *s.summary)
+		}
+		if s.testRecorded != "" {
+			r.shared.engine.RecordedTest(ep.UID, s.testRecorded)
+		}
+		for _, f := range s.afterPatch {
+			f()
 		}
 	}()
-	return r.reconcile(ctx, ep)
+	return r.reconcile(ctx, s)
 }
 
-func (r *WebhookEndpointReconciler) reconcile(ctx context.Context, ep *webhooksv1alpha1.WebhookEndpoint) (ctrl.Result, error) {
-	ep.Status.ObservedGeneration = ep.Generation
-	requeue := r.shared.health.flushInto(ep, r.shared.clock.Now())
+// forget releases what the operator holds for a deleted endpoint: engine state and Secret values that
+// no other endpoint of the namespace uses.
+func (r *WebhookEndpointReconciler) forget(ctx context.Context, namespace string, key client.ObjectKey) error {
+	r.shared.engine.ForgetEndpoint(key)
+	if err := r.shared.resolver.prune(ctx, namespace); err != nil {
+		return fmt.Errorf("release Secret values of deleted endpoint: %w", err)
+	}
+	return nil
+}
 
-	creds, ready, err := r.shared.resolver.resolve(ctx, ep)
+func (r *WebhookEndpointReconciler) reconcile(ctx context.Context, s *endpointScope) (ctrl.Result, error) {
+	ep := s.ep
+	ep.Status.ObservedGeneration = ep.Generation
+	var requeue ctrl.Result
+	if summary, due, wait := r.shared.engine.SummaryDue(ep.UID, r.shared.statusFlushInterval); due {
+		if summary.Last != nil {
+			ep.Status.LastDelivery = summary.Last
+		}
+		ep.Status.ConsecutiveFailures = summary.Failures
+		s.summary = &summary
+	} else {
+		requeue.RequeueAfter = wait
+	}
+
+	in, err := r.shared.resolver.gather(ctx, ep)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	r.reconcileTest(ep, creds, ready)
-	if blocked, ok := r.shared.health.blockedReadiness(ep); ready.Ready && ok {
-		ready = blocked
-	}
-	if circuit, open := r.shared.health.circuitReadiness(ep); ready.Ready && open {
-		ready = circuit
-	}
+	s.readiness, _ = r.shared.engine.Readiness(engineEndpoint(in))
+	r.reconcileTest(s)
+
+	rd := s.readiness
 	status := metav1.ConditionFalse
-	if ready.Ready {
+	if rd.Ready {
 		status = metav1.ConditionTrue
 	}
 	// A bad URL or a missing Secret is not retried here: only a spec change or a Secret event can fix
 	// it, and both trigger a new reconcile.
 	previous := apimeta.FindStatusCondition(ep.Status.Conditions, webhooksv1alpha1.ReadyCondition)
-	if previous == nil || previous.Status != status || previous.Reason != ready.Reason {
-		r.emitReadiness(ep, previous, ready)
+	if previous == nil || previous.Status != status || previous.Reason != rd.Reason {
+		var before *metav1.Condition
+		if previous != nil {
+			before = previous.DeepCopy()
+		}
+		s.afterPatch = append(s.afterPatch, func() { r.emitReadiness(ep, before, rd) })
 	}
-	setCondition(ep, webhooksv1alpha1.ReadyCondition, status, ready.Reason, ready.Message)
-	setOrRemoveCondition(ep, webhooksv1alpha1.StalledCondition, stalls(ready.Reason), ready.Reason, ready.Message)
+	setCondition(ep, webhooksv1alpha1.ReadyCondition, status, rd.Reason, truncateStatus(rd.Message, webhooksv1alpha1.MaxConditionMessageLength))
+	setOrRemoveCondition(ep, webhooksv1alpha1.StalledCondition, stalls(rd.Reason), rd.Reason, rd.Message)
 	setOrRemoveCondition(ep, webhooksv1alpha1.ReconcilingCondition,
-		ready.Reason == webhooksv1alpha1.CircuitOpenReason, ready.Reason, ready.Message)
-	return ctrl.Result{RequeueAfter: requeue}, nil
+		rd.Reason == webhooksv1alpha1.CircuitOpenReason, rd.Reason, rd.Message)
+	return requeue, nil
 }
 
 // stalls reports whether a readiness reason needs a human: a spec or Secret problem. An open circuit
@@ -105,47 +155,15 @@ func stalls(reason string) bool {
 	return true
 }
 
-// reconcileTest sends the test webhook requested by the test-requested-at annotation, once per value,
-// and records its result in status.lastTest when it is back.
-func (r *WebhookEndpointReconciler) reconcileTest(ep *webhooksv1alpha1.WebhookEndpoint, creds credentials, rd readiness) {
-	value := ep.Annotations[webhooksv1alpha1.TestRequestedAtAnnotation]
-	if value == "" || (ep.Status.LastTest != nil && ep.Status.LastTest.RequestedAt == value) {
-		return
-	}
-	key := client.ObjectKeyFromObject(ep)
-	if res, done := r.shared.tests.result(key, value); done {
-		ep.Status.LastTest = res
-		metrics.RecordTest(res.Success)
-		return
-	}
-	notSent := func(reason string) {
-		now := metav1.NewTime(r.shared.clock.Now())
-		ep.Status.LastTest = &webhooksv1alpha1.TestResult{RequestedAt: value, Time: &now, Error: "not sent: " + reason}
-		metrics.RecordTest(false)
-	}
-	if !rd.Ready && rd.Reason != webhooksv1alpha1.CircuitOpenReason {
-		// A test is a diagnosis: it goes out even with the circuit open, but never unsigned or to a
-		// blocked or invalid URL.
-		notSent(rd.Reason + ": " + rd.Message)
-		return
-	}
-	req, err := testRequest(ep, value, creds, r.shared.clock.Now())
-	if err != nil {
-		notSent(err.Error())
-		return
-	}
-	r.shared.tests.start(key, value, r.shared.dispatcher.sender, req, func() { r.shared.health.wake(ep) })
-}
-
 // emitReadiness records an Event when the endpoint stops accepting deliveries, for each new reason,
 // and when it accepts them again. The first observation of a ready endpoint is not news.
-func (r *WebhookEndpointReconciler) emitReadiness(ep *webhooksv1alpha1.WebhookEndpoint, previous *metav1.Condition, ready readiness) {
+func (r *WebhookEndpointReconciler) emitReadiness(ep *webhooksv1alpha1.WebhookEndpoint, previous *metav1.Condition, rd engine.Readiness) {
 	switch {
-	case !ready.Ready:
+	case !rd.Ready:
 		r.Recorder.Eventf(ep, nil, corev1.EventTypeWarning, webhooksv1alpha1.EndpointNotReadyEvent, "Validate",
-			"%s: %s", ready.Reason, ready.Message)
+			"%s: %s", rd.Reason, rd.Message)
 	case previous != nil && previous.Status == metav1.ConditionFalse:
-		r.Recorder.Eventf(ep, nil, corev1.EventTypeNormal, webhooksv1alpha1.EndpointReadyEvent, "Validate", "%s", ready.Message)
+		r.Recorder.Eventf(ep, nil, corev1.EventTypeNormal, webhooksv1alpha1.EndpointReadyEvent, "Validate", "%s", rd.Message)
 	}
 }
 
@@ -171,8 +189,7 @@ func (r *WebhookEndpointReconciler) SetupWithManager(mgr ctrl.Manager, shared *S
 		// Metadata only: a Secret's resourceVersion is enough to know it changed, and Secret values stay
 		// out of the cache.
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.endpointsUsingSecret)).
-		WatchesRawSource(source.Channel(shared.health.notify,
-			&handler.TypedEnqueueRequestForObject[*webhooksv1alpha1.WebhookEndpoint]{})).
+		WatchesRawSource(wakeSource(shared.engine.EndpointWakes)).
 		Named("webhookendpoint").
 		Complete(r)
 }
@@ -205,8 +222,7 @@ func (r *WebhookEndpointReconciler) endpointsUsingSecret(ctx context.Context, se
 	}
 	requests := make([]reconcile.Request, 0, len(endpoints.Items))
 	for i := range endpoints.Items {
-		requests = append(requests, reconcile.Request{NamespacedName: types.NamespacedName{
-			Namespace: endpoints.Items[i].Namespace, Name: endpoints.Items[i].Name}})
+		requests = append(requests, reconcile.Request{NamespacedName: keyOf(&endpoints.Items[i])})
 	}
 	return requests
 }

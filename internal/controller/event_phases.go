@@ -1,0 +1,338 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
+	"github.com/1flow/webhook-operator/internal/delivery"
+	"github.com/1flow/webhook-operator/internal/engine"
+	"github.com/1flow/webhook-operator/internal/metrics"
+	"github.com/1flow/webhook-operator/internal/payload"
+)
+
+// eventScope is what the phases of one DocumentEvent reconcile share.
+type eventScope struct {
+	ev, base *webhooksv1alpha1.DocumentEvent
+	now      time.Time
+	// reader lists endpoints; nil means the reconciler's cached client.
+	reader client.Reader
+
+	endpoints     []webhooksv1alpha1.WebhookEndpoint
+	endpointNamed map[string]*webhooksv1alpha1.WebhookEndpoint
+	// outcomes are the engine's outcomes for this event; recorded are those this reconcile took care
+	// of, acknowledged once the status patch succeeded.
+	outcomes, recorded []engine.Outcome
+	// afterPatch holds the Events and metrics of what this reconcile recorded: they are emitted only
+	// once the patch that records them succeeded, so a retried reconcile never emits them twice.
+	afterPatch []func()
+	// learned is set when the status holds something a restart would need; held when a delivery was
+	// ended or held back without an attempt.
+	learned, held bool
+	requeue       time.Duration
+}
+
+func newEventScope(ev *webhooksv1alpha1.DocumentEvent, outcomes []engine.Outcome, now time.Time) *eventScope {
+	return &eventScope{ev: ev, base: ev.DeepCopy(), now: now, outcomes: outcomes}
+}
+
+func (s *eventScope) requeueWithin(d time.Duration) {
+	if d > 0 && (s.requeue == 0 || d < s.requeue) {
+		s.requeue = d
+	}
+}
+
+func (s *eventScope) after(f func()) { s.afterPatch = append(s.afterPatch, f) }
+
+func (r *DocumentEventReconciler) emit(s *eventScope) {
+	for _, f := range s.afterPatch {
+		f()
+	}
+}
+
+func (r *DocumentEventReconciler) listEndpoints(ctx context.Context, s *eventScope) error {
+	reader := s.reader
+	if reader == nil {
+		reader = r.Client
+	}
+	list := &webhooksv1alpha1.WebhookEndpointList{}
+	if err := reader.List(ctx, list, client.InNamespace(s.ev.Namespace)); err != nil {
+		return fmt.Errorf("list WebhookEndpoints: %w", err)
+	}
+	s.endpoints = list.Items
+	s.endpointNamed = make(map[string]*webhooksv1alpha1.WebhookEndpoint, len(list.Items))
+	for i := range list.Items {
+		s.endpointNamed[list.Items[i].Name] = &list.Items[i]
+	}
+	return nil
+}
+
+// redeliver applies a new webhooks.1flow.io/redeliver-requested-at value against the endpoints that
+// exist now.
+func (r *DocumentEventReconciler) redeliver(_ context.Context, s *eventScope) error {
+	if !redeliveryRequested(s.ev) {
+		return nil
+	}
+	targets, err := matchEndpoints(s.ev, s.endpoints)
+	if err != nil {
+		// The selector was valid when the event was first matched and the spec is immutable.
+		return reconcile.TerminalError(err)
+	}
+	applyRedelivery(s.ev, targets, s.now)
+	s.learned = true
+	return nil
+}
+
+// ensureTargets fills status.deliveries with the matching endpoints the first time the event is seen
+// (or, since the first write waits for an outcome, until an outcome was recorded).
+func (r *DocumentEventReconciler) ensureTargets(_ context.Context, s *eventScope) error {
+	ev := s.ev
+	if len(ev.Status.Deliveries) > 0 {
+		return nil
+	}
+	targets, err := matchEndpoints(ev, s.endpoints)
+	if err != nil {
+		// The spec is immutable, so a bad selector can never be fixed: fail without retrying.
+		setEventStatus(ev, webhooksv1alpha1.DocumentEventFailed, webhooksv1alpha1.InvalidSelectorReason, err.Error(), s.now)
+		return reconcile.TerminalError(err)
+	}
+	if len(targets) > webhooksv1alpha1.MaxDeliveriesPerEvent {
+		err := fmt.Errorf("%d WebhookEndpoints match this event, but one event can target at most %d; "+
+			"narrow spec.endpointSelector (or the endpoints' docTypes and eventTypes) and create the event again",
+			len(targets), webhooksv1alpha1.MaxDeliveriesPerEvent)
+		setEventStatus(ev, webhooksv1alpha1.DocumentEventFailed, webhooksv1alpha1.TooManyEndpointsReason, err.Error(), s.now)
+		return reconcile.TerminalError(err)
+	}
+	ev.Status.Deliveries = newDeliveries(ev, targets)
+	return nil
+}
+
+// recordOutcomes applies the engine's outcomes to their deliveries.
+func (r *DocumentEventReconciler) recordOutcomes(ctx context.Context, s *eventScope) error {
+	ev := s.ev
+	for _, o := range s.outcomes {
+		s.recorded = append(s.recorded, o)
+		d := deliveryByID(ev, o.DeliveryID)
+		if d == nil || d.Phase.IsFinal() {
+			// The delivery ended meanwhile (or was redelivered under a new id): nothing to record.
+			continue
+		}
+		ep := s.endpointNamed[d.Endpoint]
+		switch o.Kind {
+		case engine.Sent:
+			if alreadyRecorded(d, o.Result) {
+				continue
+			}
+			r.recordSent(ctx, s, d, ep, o)
+		case engine.Held:
+			markWaiting(d, o.Readiness)
+			s.held = true
+			s.requeueWithin(o.Wait)
+		case engine.EndpointGone:
+			markEndpointDeleted(d)
+			r.afterFinished(s, d)
+		case engine.Unencodable:
+			d.Phase, d.Reason, d.NextAttemptTime = webhooksv1alpha1.DeliveryFailed, webhooksv1alpha1.InvalidPayloadReason, nil
+			d.LastError = truncateStatus("the payload cannot be encoded: "+o.Readiness.Message, webhooksv1alpha1.MaxDeliveryErrorLength)
+			r.afterFinished(s, d)
+		}
+	}
+	return nil
+}
+
+// fallbackRetryPolicy applies to a result whose endpoint is gone: the delivery stays open and startDue
+// ends it as EndpointDeleted.
+var fallbackRetryPolicy = retryPolicy{maxAttempts: math.MaxInt32, initialInterval: time.Second, maxInterval: time.Second}
+
+func (r *DocumentEventReconciler) recordSent(ctx context.Context, s *eventScope, d *webhooksv1alpha1.EndpointDelivery,
+	ep *webhooksv1alpha1.WebhookEndpoint, o engine.Outcome) {
+	policy := fallbackRetryPolicy
+	if ep != nil {
+		policy = retryPolicyOf(ep)
+	}
+	res := o.Result
+	recordAttempt(d, res, policy, r.Jitter())
+	if res.Blocked {
+		// Retrying cannot help until the URL changes; startDue holds it while the block stands.
+		d.Reason, d.NextAttemptTime = webhooksv1alpha1.DestinationBlockedReason, nil
+	}
+	s.learned = true
+	log.FromContext(ctx).V(1).Info("delivery attempt", "endpoint", d.Endpoint, "deliveryId", d.DeliveryID,
+		"attempt", d.Attempts, "statusCode", res.StatusCode, "success", res.Success,
+		"durationMs", res.Duration.Milliseconds(), "error", res.Error)
+	s.after(func() { metrics.RecordAttempt(attemptResult(res), res.StatusCode, res.Duration.Seconds()) })
+	if d.Phase.IsFinal() {
+		r.afterFinished(s, d)
+	}
+	if ep != nil && o.Circuit != engine.CircuitUnchanged {
+		epCopy, change := ep.DeepCopy(), o.Circuit
+		s.after(func() { r.emitCircuit(epCopy, change) })
+	}
+}
+
+// afterFinished emits the metric and Event of a delivery that just ended.
+func (r *DocumentEventReconciler) afterFinished(s *eventScope, d *webhooksv1alpha1.EndpointDelivery) {
+	s.held = true
+	ev, final := s.ev, d.DeepCopy()
+	s.after(func() {
+		metrics.RecordFinished(final.Phase == webhooksv1alpha1.DeliveryDelivered, final.Attempts)
+		r.emitOutcome(ev, final)
+	})
+}
+
+func attemptResult(res delivery.Result) string {
+	switch {
+	case res.Blocked:
+		return metrics.ResultBlocked
+	case res.Success:
+		return metrics.ResultSuccess
+	}
+	return metrics.ResultFailure
+}
+
+// startDue ends deliveries whose endpoint is gone, holds back those whose endpoint cannot take them
+// now, and submits the due ones to the engine, which admits each again when it starts.
+func (r *DocumentEventReconciler) startDue(ctx context.Context, s *eventScope) error {
+	ev := s.ev
+	key := client.ObjectKeyFromObject(ev)
+	// The engine encodes the payload once, and only when an attempt is admitted. It gets its own copy
+	// of what the payload needs, since the reconcile goes on changing the status.
+	forBody := &webhooksv1alpha1.DocumentEvent{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: ev.CreationTimestamp}, Spec: ev.Spec}
+	body := sync.OnceValues(func() ([]byte, error) { return payload.Encode(forBody) })
+	for i := range ev.Status.Deliveries {
+		d := &ev.Status.Deliveries[i]
+		if d.Phase.IsFinal() || r.shared.engine.Busy(d.DeliveryID) {
+			continue
+		}
+		ep := s.endpointNamed[d.Endpoint]
+		if ep == nil || !ep.DeletionTimestamp.IsZero() || deliveryID(ev, ep) != d.DeliveryID {
+			markEndpointDeleted(d)
+			r.afterFinished(s, d)
+			continue
+		}
+		if !isDue(d, s.now) {
+			continue
+		}
+		in, err := r.shared.resolver.gather(ctx, ep)
+		if err != nil {
+			return err
+		}
+		rd, wait := r.shared.engine.Readiness(engineEndpoint(in))
+		// An open circuit whose cool-down has passed lets one attempt through: this may be the probe.
+		probe := rd.Reason == webhooksv1alpha1.CircuitOpenReason && wait == 0
+		if !rd.Ready && !probe {
+			markWaiting(d, rd)
+			s.held = true
+			s.requeueWithin(wait)
+			continue
+		}
+		r.shared.engine.Submit(engine.Attempt{
+			Event:       key,
+			Endpoint:    keyOf(ep),
+			EndpointUID: ep.UID,
+			DeliveryID:  d.DeliveryID,
+			MaxInFlight: ep.GetMaxInFlight(),
+			Body:        body,
+		})
+		if d.Reason == webhooksv1alpha1.EndpointNotReadyReason || d.Reason == webhooksv1alpha1.DestinationBlockedReason {
+			d.Reason, d.LastError = "", ""
+		}
+	}
+	return nil
+}
+
+func (r *DocumentEventReconciler) summarize(_ context.Context, s *eventScope) error {
+	ev := s.ev
+	s.requeueWithin(summarize(ev, s.now))
+	if !s.learned && !s.held && len(s.base.Status.Deliveries) == 0 && len(ev.Status.Deliveries) > 0 {
+		// The first attempts are only in flight: nothing is known yet that a restart would need, so
+		// the outcome is written once, when it arrives.
+		ev.Status = *s.base.Status.DeepCopy()
+	}
+	if ev.Status.Phase.IsFinished() {
+		if ttl, ok := r.ttl(ev); ok {
+			s.requeueWithin(max(ttl, time.Millisecond))
+		}
+	}
+	return nil
+}
+
+// emitOutcome records an Event for the outcomes an operator wants to hear about: a delivery that gave
+// up, and one that succeeded only after retries.
+func (r *DocumentEventReconciler) emitOutcome(ev *webhooksv1alpha1.DocumentEvent, d *webhooksv1alpha1.EndpointDelivery) {
+	switch {
+	case d.Phase == webhooksv1alpha1.DeliveryFailed:
+		r.Recorder.Eventf(ev, nil, corev1.EventTypeWarning, webhooksv1alpha1.DeliveryFailedEvent, "Deliver",
+			"delivery to %s failed after %s (%s): %s", d.Endpoint, attemptsText(d.Attempts), d.Reason, d.LastError)
+	case d.Phase == webhooksv1alpha1.DeliveryDelivered && d.Attempts > 1:
+		r.Recorder.Eventf(ev, nil, corev1.EventTypeNormal, webhooksv1alpha1.DeliveredAfterRetriesEvent, "Deliver",
+			"delivered to %s on attempt %d", d.Endpoint, d.Attempts)
+	}
+}
+
+func attemptsText(n int32) string {
+	switch n {
+	case 0:
+		return "no attempt"
+	case 1:
+		return "1 attempt"
+	}
+	return fmt.Sprintf("%d attempts", n)
+}
+
+// emitCircuit records an Event when an attempt opened or closed the endpoint's circuit.
+func (r *DocumentEventReconciler) emitCircuit(ep *webhooksv1alpha1.WebhookEndpoint, change engine.CircuitChange) {
+	switch change {
+	case engine.CircuitOpened:
+		r.Recorder.Eventf(ep, nil, corev1.EventTypeWarning, webhooksv1alpha1.CircuitOpenedEvent, "Deliver",
+			"circuit opened after %d consecutive failed attempts; probing every %s", ep.GetFailureThreshold(), ep.GetCooldown())
+	case engine.CircuitClosed:
+		r.Recorder.Eventf(ep, nil, corev1.EventTypeNormal, webhooksv1alpha1.CircuitClosedEvent, "Deliver",
+			"circuit closed: an attempt succeeded")
+	}
+}
+
+// keyedMutex is a mutex per object key, released when nobody holds or waits for it.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[types.NamespacedName]*refMutex
+}
+
+type refMutex struct {
+	sync.Mutex
+	refs int
+}
+
+// lock locks the key and returns its unlock.
+func (k *keyedMutex) lock(key types.NamespacedName) func() {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[types.NamespacedName]*refMutex{}
+	}
+	m := k.locks[key]
+	if m == nil {
+		m = &refMutex{}
+		k.locks[key] = m
+	}
+	m.refs++
+	k.mu.Unlock()
+	m.Lock()
+	return func() {
+		m.Unlock()
+		k.mu.Lock()
+		if m.refs--; m.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}
