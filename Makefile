@@ -54,7 +54,8 @@ FUZZTIME ?= 10s
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (their seed corpora already run in make test).
-	go test ./internal/delivery/ -run '^$$' -fuzz '^FuzzMarshal$$' -fuzztime $(FUZZTIME)
+	go test ./internal/payload/ -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME)
+	go test ./internal/payload/ -run '^$$' -fuzz '^FuzzEncode$$' -fuzztime $(FUZZTIME)
 	go test ./internal/delivery/ -run '^$$' -fuzz '^FuzzValidateURL$$' -fuzztime $(FUZZTIME)
 	go test ./internal/delivery/ -run '^$$' -fuzz '^FuzzEgressEmbeddedIPv4$$' -fuzztime $(FUZZTIME)
 	go test ./internal/delivery/ -run '^$$' -fuzz '^FuzzParseRetryAfter$$' -fuzztime $(FUZZTIME)

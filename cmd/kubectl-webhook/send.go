@@ -15,7 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
-	"github.com/1flow/webhook-operator/cmd/kubectl-webhook/internal/payload"
+	"github.com/1flow/webhook-operator/internal/payload"
 )
 
 type sendOptions struct {

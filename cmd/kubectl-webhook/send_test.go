@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
+	"github.com/1flow/webhook-operator/internal/payload"
 )
 
 // fullPayload is a payload as receivers get it, with every member set.
@@ -77,14 +78,14 @@ func TestSendFullPayload(t *testing.T) {
 	if spec.Document == nil || spec.Document.TotalAmount == nil || *spec.Document.TotalAmount != "1234.56" {
 		t.Fatalf("document = %+v, want totalAmount 1234.56", spec.Document)
 	}
-	if spec.Document.Description != "Invoice #1042 from Acme" || spec.Document.DocumentDate != "2024-01-15" {
+	if d := spec.Document.Description; d == nil || *d != "Invoice #1042 from Acme" || spec.Document.DocumentDate != "2024-01-15" {
 		t.Errorf("document = %+v", spec.Document)
 	}
 	if spec.Extraction == nil || spec.Extraction.Fields == nil || spec.Extraction.Tables == nil {
 		t.Fatalf("extraction = %+v", spec.Extraction)
 	}
 	// The API server keeps free-form numbers as float64 (0.10000000000000000001 comes back as 0.1); only
-	// totalAmount, a Decimal string, keeps every digit through the API server.
+	// totalAmount, which send writes as a Decimal string, keeps every digit through the API server.
 	if got := string(spec.Extraction.Fields.Raw); !strings.Contains(got, `"invoiceNumber":"1042"`) ||
 		!strings.Contains(got, `"vendor":"Acme GmbH"`) {
 		t.Errorf("fields = %s", got)
@@ -126,11 +127,41 @@ func TestSendNullDocument(t *testing.T) {
 
 func TestSendExactDigits(t *testing.T) {
 	ns := newNamespace(t)
-	payload := strings.Replace(fullPayload, "1234.56", "12345678901234567890.123456789", 1)
-	r := kubectlWebhook(t, "", "send", "-f", writePayload(t, payload), "-n", ns, "--name", "big")
+	body := strings.Replace(fullPayload, "1234.56", "12345678901234567890.123456789", 1)
+	r := kubectlWebhook(t, "", "send", "-f", writePayload(t, body), "-n", ns, "--name", "big")
 	mustSucceed(t, r)
 	if got := *getEvent(t, ns, "big").Spec.Document.TotalAmount; got != "12345678901234567890.123456789" {
 		t.Errorf("totalAmount = %s", got)
+	}
+}
+
+// The operator sends an event created by send as the payload it was created from, byte for byte, when
+// the payload is compact and has its members in the contract's order.
+func TestSendReplaysPayloadExactly(t *testing.T) {
+	ns := newNamespace(t)
+	payloads := map[string]string{
+		"minimal": minimalPayload,
+		"nulls": `{"event":"document.ready","success":true,"documentId":"doc_nulls","status":{"extractionStatus":"INDEXED",` +
+			`"docType":"INVOICE","createdAt":"2024-01-15T10:30:00Z","updatedAt":"2024-01-15T10:35:00Z",` +
+			`"extractionErrors":[null,{"field":"dueDate","message":"not found"},null]},` +
+			`"document":{"description":null,"totalAmount":null,"documentDate":null},"extraction":{"fields":null,"tables":null}}`,
+		"exact amount": `{"event":"document.ready","success":true,"documentId":"doc_exact","status":{"extractionStatus":"INDEXED",` +
+			`"docType":null,"createdAt":"2024-01-15T10:30:00Z","updatedAt":"2024-01-15T10:35:00Z","extractionErrors":[{}]},` +
+			`"document":{"description":"","totalAmount":12345678901234567890.10,"documentDate":"2024-01-15"},` +
+			`"extraction":{"fields":{"invoiceNumber":"1042"},"tables":{"items":[]}}}`,
+	}
+	for name, body := range payloads {
+		t.Run(name, func(t *testing.T) {
+			eventName := strings.ReplaceAll(name, " ", "-")
+			mustSucceed(t, kubectlWebhook(t, body, "send", "-f", "-", "-n", ns, "--name", eventName))
+			got, err := payload.Encode(getEvent(t, ns, eventName))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != body {
+				t.Errorf("the operator would send\n%s\nnot the payload the event was created from\n%s", got, body)
+			}
+		})
 	}
 }
 

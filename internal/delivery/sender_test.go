@@ -52,13 +52,14 @@ func captureServer(t *testing.T, status int, respBody string) (*httptest.Server,
 	}
 }
 
-func testBody(t *testing.T) []byte {
-	t.Helper()
-	b, err := Marshal(fullPayload())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+// testBody is a document.ready payload as package payload encodes it; the sender treats it as opaque
+// bytes.
+func testBody() []byte {
+	return []byte(`{"event":"document.ready","success":true,"documentId":"doc_abc123xyz",` +
+		`"status":{"extractionStatus":"INDEXED","docType":"INVOICE","createdAt":"2024-01-02T03:04:05Z",` +
+		`"updatedAt":"2024-01-02T03:05:06.789Z","extractionErrors":[{"field":"totalAmount","message":"low confidence"}]},` +
+		`"document":{"description":"Invoice #42","totalAmount":1234.56,"documentDate":"2024-01-02"},` +
+		`"extraction":{"fields":{"vendor":"ACME","vat":19},"tables":{"items":[{"sku":"A1","qty":2,"price":9.99}]}}}`)
 }
 
 // independentHMAC computes the expected signature with crypto/hmac directly, not via package signature.
@@ -85,7 +86,7 @@ func TestSendSigned(t *testing.T) {
 
 	srv, last := captureServer(t, http.StatusOK, `{"received":true,"message":"Webhook processed successfully"}`)
 	s := NewSender(WithClock(func() time.Time { return fixed }))
-	body := testBody(t)
+	body := testBody()
 	res := s.Send(context.Background(), Request{
 		URL:     srv.URL + "/hooks/1flow",
 		Body:    body,
@@ -180,7 +181,7 @@ func TestSendUnsigned(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, last := captureServer(t, http.StatusOK, "")
-			body := testBody(t)
+			body := testBody()
 			res := NewSender(WithClock(func() time.Time { return time.UnixMilli(1700000000000) })).Send(context.Background(),
 				Request{URL: srv.URL, Body: body, ID: "evt-9", Secret: tc.secret, Timeout: 5 * time.Second})
 			if !res.Success || res.StatusCode != 200 || res.Error != "" {
@@ -649,7 +650,7 @@ func TestSendReusesConnections(t *testing.T) {
 
 			s := NewSender(tc.opts...)
 			for i := range 20 {
-				res := s.Send(context.Background(), Request{URL: srv.URL, Body: testBody(t), ID: fmt.Sprint(i), Secret: []byte("k"), Timeout: 5 * time.Second})
+				res := s.Send(context.Background(), Request{URL: srv.URL, Body: testBody(), ID: fmt.Sprint(i), Secret: []byte("k"), Timeout: 5 * time.Second})
 				if res.StatusCode == 0 {
 					t.Fatalf("request %d: %+v", i, res)
 				}

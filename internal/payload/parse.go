@@ -1,5 +1,3 @@
-// Package payload turns a webhook payload, exactly as receivers get it, back into a DocumentEvent spec,
-// so that a captured or hand-written payload can be sent again with `kubectl webhook send`.
 package payload
 
 import (
@@ -16,28 +14,39 @@ import (
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
-	"github.com/1flow/webhook-operator/internal/delivery"
 )
 
-// payload is the JSON body the operator sends (delivery.Payload), with the top-level members that must
-// be present as pointers, so that a missing success or status is told apart from a zero value.
-type payload struct {
-	Event      string               `json:"event"`
-	Success    *bool                `json:"success"`
-	DocumentID string               `json:"documentId"`
-	Status     *delivery.Status     `json:"status"`
-	Document   *delivery.Document   `json:"document"`
-	Extraction *delivery.Extraction `json:"extraction"`
+// parsedBody is body as Parse reads it: the top-level members that must be present are pointers, so
+// that a missing success or status is told apart from a zero value, and the raw members are kept as
+// they are, so that a member of the wrong JSON type gets an error that names it.
+type parsedBody struct {
+	Event      string            `json:"event"`
+	Success    *bool             `json:"success"`
+	DocumentID string            `json:"documentId"`
+	Status     *parsedStatus     `json:"status"`
+	Document   *document         `json:"document"`
+	Extraction *parsedExtraction `json:"extraction"`
 }
 
-// decimalPattern is the pattern of the Decimal type in the CRD: the JSON number grammar.
-var decimalPattern = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$`)
+type parsedStatus struct {
+	ExtractionStatus string          `json:"extractionStatus"`
+	DocType          *string         `json:"docType"`
+	CreatedAt        string          `json:"createdAt"`
+	UpdatedAt        string          `json:"updatedAt"`
+	ExtractionErrors json.RawMessage `json:"extractionErrors"`
+}
+
+type parsedExtraction struct {
+	Fields json.RawMessage `json:"fields"`
+	Tables json.RawMessage `json:"tables"`
+}
 
 // Parse decodes one payload and returns the DocumentEvent spec that the operator would send as the same
 // payload. totalAmount keeps every digit (it becomes the Decimal string); extractionErrors, fields and
-// tables are kept as raw JSON. It fails on invalid JSON, unknown members (names are matched exactly,
-// not case-insensitively as encoding/json does), trailing data, a missing documentId, success false,
-// and members of the wrong JSON type.
+// tables are kept as raw JSON; a null description, totalAmount or documentDate is left unset, which is
+// sent as null. It fails on invalid JSON, unknown members (names are matched exactly, not
+// case-insensitively as encoding/json does), trailing data, a missing documentId, success false, an
+// empty documentDate (the operator sends null, never ""), and members of the wrong JSON type.
 func Parse(r io.Reader) (*webhooksv1alpha1.DocumentEventSpec, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
@@ -45,7 +54,7 @@ func Parse(r io.Reader) (*webhooksv1alpha1.DocumentEventSpec, error) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	var p payload
+	var p parsedBody
 	if err := dec.Decode(&p); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("invalid payload JSON: the input is empty")
@@ -87,14 +96,17 @@ func Parse(r io.Reader) (*webhooksv1alpha1.DocumentEventSpec, error) {
 		spec.DocumentStatus.ExtractionErrors = errs
 	}
 	if d := p.Document; d != nil {
-		spec.Document = &webhooksv1alpha1.DocumentSummary{Description: d.Description, DocumentDate: d.DocumentDate}
-		if d.TotalAmount != "" {
-			amount := string(d.TotalAmount)
-			if !decimalPattern.MatchString(amount) {
-				return nil, fmt.Errorf("invalid payload: document.totalAmount %q is not a decimal number", amount)
+		spec.Document = &webhooksv1alpha1.DocumentSummary{Description: d.Description}
+		if d.TotalAmount != nil {
+			// The decoder only stores a valid JSON number, literal or quoted, in a json.Number.
+			amount := webhooksv1alpha1.Decimal(*d.TotalAmount)
+			spec.Document.TotalAmount = &amount
+		}
+		if d.DocumentDate != nil {
+			if *d.DocumentDate == "" {
+				return nil, errors.New(`invalid payload: document.documentDate is ""; an unknown date is null`)
 			}
-			decimal := webhooksv1alpha1.Decimal(amount)
-			spec.Document.TotalAmount = &decimal
+			spec.Document.DocumentDate = *d.DocumentDate
 		}
 	}
 	if e := p.Extraction; e != nil {
@@ -161,7 +173,8 @@ func isNull(raw json.RawMessage) bool {
 	return len(trimmed) == 0 || bytes.Equal(trimmed, []byte("null"))
 }
 
-// jsonArray splits a JSON array into its raw items; null or absent gives nil.
+// jsonArray splits a JSON array into its raw items; null or absent gives nil. A null item gets no Raw,
+// as decoding the spec from the API server gives it, and Encode writes it back as null in its place.
 func jsonArray(name string, raw json.RawMessage) ([]apiextensionsv1.JSON, error) {
 	if isNull(raw) {
 		return nil, nil
@@ -170,9 +183,11 @@ func jsonArray(name string, raw json.RawMessage) ([]apiextensionsv1.JSON, error)
 	if err := json.Unmarshal(raw, &items); err != nil {
 		return nil, fmt.Errorf("invalid payload: %s must be a JSON array or null", name)
 	}
-	out := make([]apiextensionsv1.JSON, 0, len(items))
-	for _, item := range items {
-		out = append(out, apiextensionsv1.JSON{Raw: compact(item)})
+	out := make([]apiextensionsv1.JSON, len(items))
+	for i, item := range items {
+		if !isNull(item) {
+			out[i].Raw = compact(item)
+		}
 	}
 	return out, nil
 }
@@ -197,21 +212,21 @@ func compact(raw json.RawMessage) []byte {
 	return buf.Bytes()
 }
 
-// maxBaseLength leaves room for "-" and the random suffix within a 63-character DNS-1123 label.
-const maxBaseLength = 63 - 1 - suffixLength
+// maxNameBaseLength leaves room for "-" and the random suffix within a 63-character DNS-1123 label.
+const maxNameBaseLength = 63 - 1 - nameSuffixLength
 
-const suffixLength = 5
+const nameSuffixLength = 5
 
 var invalidNameRun = regexp.MustCompile(`[^a-z0-9]+`)
 
-// NameBase returns documentID as a DNS-1123 label fragment: lowercase, every run of other characters
+// nameBase returns documentID as a DNS-1123 label fragment: lowercase, every run of other characters
 // replaced by one '-', trimmed to alphanumerics at both ends, at most 57 characters. It returns "doc"
 // when nothing usable is left.
-func NameBase(documentID string) string {
+func nameBase(documentID string) string {
 	base := invalidNameRun.ReplaceAllString(strings.ToLower(documentID), "-")
 	base = strings.Trim(base, "-")
-	if len(base) > maxBaseLength {
-		base = strings.TrimRight(base[:maxBaseLength], "-")
+	if len(base) > maxNameBaseLength {
+		base = strings.TrimRight(base[:maxNameBaseLength], "-")
 	}
 	if base == "" {
 		return "doc"
@@ -219,8 +234,9 @@ func NameBase(documentID string) string {
 	return base
 }
 
-// Name returns a DocumentEvent name for documentID: NameBase plus '-' and a short random suffix, so that
-// sending the same document twice creates two events.
+// Name returns a DocumentEvent name for documentID: the documentID as a DNS-1123 label (lowercase,
+// other characters replaced by '-', at most 57 characters, "doc" when nothing is left) plus '-' and a
+// short random suffix, so that sending the same document twice creates two events.
 func Name(documentID string) string {
-	return NameBase(documentID) + "-" + utilrand.String(suffixLength)
+	return nameBase(documentID) + "-" + utilrand.String(nameSuffixLength)
 }
