@@ -33,6 +33,7 @@ help: ## Display this help.
 .PHONY: manifests
 manifests: controller-gen ## Generate the CRDs and the ClusterRole from the Go markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases
+	go run ./hack/decimal-schema config/crd/bases/webhooks.1flow.io_documentevents.yaml spec.document.totalAmount
 
 .PHONY: generate
 generate: controller-gen ## Generate the DeepCopy methods.

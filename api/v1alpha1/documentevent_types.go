@@ -80,12 +80,10 @@ type DocumentStatus struct {
 	ExtractionErrors []apiextensionsv1.JSON `json:"extractionErrors,omitempty"`
 }
 
-// Decimal is a decimal number kept as its exact text. The API server accepts it as a JSON number or as a
-// string holding one, and the text is sent to receivers as a JSON number. A string keeps every digit;
-// a number keeps the digits the API server stored (see DocumentSummary.TotalAmount).
-//
-// Go clients write it as a string: Decimal has no MarshalJSON, so Decimal("0.10") is sent as "0.10" and
-// reaches receivers as 0.10, never through a float.
+// Decimal is a decimal number kept as its exact text, sent to receivers as a JSON number. In a manifest
+// it is a JSON number or a string holding one (see DocumentSummary.TotalAmount for what the API server
+// keeps of each). Go clients write it as a string, which keeps every digit: Decimal has no MarshalJSON,
+// so Decimal("0.10") is stored as "0.10" and reaches receivers as 0.10.
 type Decimal string
 
 // UnmarshalJSON reads a JSON number or a string holding one, keeping its text as written, so that no
@@ -113,24 +111,25 @@ type DocumentSummary struct {
 
 	// TotalAmount is the total amount extracted from the document, sent as a JSON number. Write it as a
 	// number (totalAmount: 1234.56) or as a decimal string (totalAmount: "1234.56"); absent or null is
-	// sent as null.
+	// sent as null. A string holds a JSON number of at most 64 characters: no thousands separators,
+	// currency or spaces.
 	//
-	// A string keeps every digit as written: "0.10" is sent as 0.10 and
-	// "12345678901234567890.123456789" as 12345678901234567890.123456789. A number is stored by the
-	// API server as a 64-bit integer or float, so it keeps at most about 15 significant digits and its
-	// notation may change: 1234.56 is sent as 1234.56, but 0.10 as 0.1, 1e3 as 1000 and
-	// 12345678901234567890 as 12345678901234567000. Write amounts with more than 15 significant digits,
-	// or whose exact notation matters, as a quoted string.
+	// A string keeps every digit and its notation: "0.10" is sent as 0.10, and
+	// "12345678901234567890.123456789" as written. The API server stores a number as a 64-bit integer
+	// when it is an integer that fits (every digit kept) and otherwise as a 64-bit float, which it
+	// writes back in the shortest form: 1234.56 stays 1234.56, but 0.10 becomes 0.1,
+	// 1e3 becomes 1000, 1234567890.123456789 becomes 1234567890.1234567 and 12345678901234567890
+	// becomes 12345678901234567000. Write amounts with more than 15 significant digits, or whose notation
+	// matters, as a quoted string.
 	//
-	// Go clients always write the string form. A Go client that reads an event written with a number
-	// and updates the whole object sends the string form back, which the immutable spec rejects; change
-	// labels or annotations with a patch instead.
+	// Go clients write the string form. So a Go client that reads an event created with a number and
+	// updates the whole object sends a string back, which the immutable spec rejects; change labels or
+	// annotations with a patch instead.
 	// +optional
 	// +nullable
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:pruning:PreserveUnknownFields
-	// +kubebuilder:validation:XValidation:rule="type(self) == string ? size(self) <= 64 && self.matches('^-?(0|[1-9][0-9]*)(\\\\.[0-9]+)?([eE][-+]?[0-9]+)?$') : type(self) == int || type(self) == double",message="totalAmount must be a number such as 1234.56 or a decimal string such as '1234.56' of at most 64 characters, without thousands separators or currency"
-	TotalAmount *Decimal `json:"totalAmount,omitempty"`
+	TotalAmount *Decimal `json:"totalAmount,omitempty"` // validated by hack/decimal-schema, which controller-gen cannot do
 
 	// DocumentDate is the document date, YYYY-MM-DD. Absent or null is sent as null.
 	// +optional
