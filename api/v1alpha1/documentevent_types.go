@@ -283,7 +283,7 @@ type DocumentEventStatus struct {
 	// CompletionTime is when the event became Delivered or Failed; ttlSecondsAfterFinished counts from it.
 	// It is cleared when a redelivery reopens the event.
 	// +optional
-	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	CompletionTime *metav1.MicroTime `json:"completionTime,omitempty"`
 
 	// LastRedeliveryRequest is the value of the webhooks.1flow.io/redeliver-requested-at annotation that
 	// was last acted on; a redelivery runs once per value.

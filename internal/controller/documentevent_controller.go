@@ -171,7 +171,7 @@ func (r *DocumentEventReconciler) expire(ctx context.Context, ev *webhooksv1alph
 	}
 	if ev.Status.CompletionTime == nil {
 		patch := client.MergeFrom(ev.DeepCopy())
-		now := metav1.NewTime(r.shared.clock.Now())
+		now := metav1.NewMicroTime(r.shared.clock.Now())
 		ev.Status.CompletionTime = &now
 		if err := r.Status().Patch(ctx, ev, patch); err != nil {
 			return ctrl.Result{}, client.IgnoreNotFound(err)

@@ -161,10 +161,10 @@ func (r *DocumentEventReconciler) recordSent(ctx context.Context, s *eventScope,
 		policy = retryPolicyOf(ep)
 	}
 	res := o.Result
-	recordAttempt(d, res, policy, r.Jitter())
 	if res.Blocked {
-		// Retrying cannot help until the URL changes; startDue holds it while the block stands.
-		d.Reason, d.NextAttemptTime = webhooksv1alpha1.DestinationBlockedReason, nil
+		recordBlocked(d, res)
+	} else {
+		recordAttempt(d, res, policy, r.Jitter())
 	}
 	s.learned = true
 	log.FromContext(ctx).V(1).Info("delivery attempt", "endpoint", d.Endpoint, "deliveryId", d.DeliveryID,
@@ -221,6 +221,12 @@ func (r *DocumentEventReconciler) startDue(ctx context.Context, s *eventScope) e
 			continue
 		}
 		if !isDue(d, s.now) {
+			continue
+		}
+		if d.Attempts >= ep.GetMaxAttempts() {
+			// spec.retry.maxAttempts was lowered below the attempts already made.
+			d.Phase, d.Reason, d.NextAttemptTime = webhooksv1alpha1.DeliveryFailed, webhooksv1alpha1.AttemptsExhaustedReason, nil
+			r.afterFinished(s, d)
 			continue
 		}
 		in, err := r.shared.resolver.gather(ctx, ep)

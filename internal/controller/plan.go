@@ -144,6 +144,19 @@ func recordAttempt(d *webhooksv1alpha1.EndpointDelivery, res delivery.Result, po
 	}
 }
 
+// recordBlocked applies an attempt that the egress policy refused at dial time. Nothing left the
+// operator, so it does not count against maxAttempts; the delivery waits, without a retry time, until
+// the endpoint's URL changes.
+func recordBlocked(d *webhooksv1alpha1.EndpointDelivery, res delivery.Result) {
+	start := metav1.NewMicroTime(res.Start)
+	d.LastAttemptTime = &start
+	d.LastStatusCode = 0
+	d.DurationMs = res.Duration.Milliseconds()
+	d.LastError = truncateStatus(res.Error, webhooksv1alpha1.MaxDeliveryErrorLength)
+	d.Reason = webhooksv1alpha1.DestinationBlockedReason
+	d.NextAttemptTime = nil
+}
+
 // summarize sets the event's phase and Delivered condition from its deliveries, and returns how long
 // until the earliest scheduled retry (0 when none is scheduled).
 func summarize(ev *webhooksv1alpha1.DocumentEvent, now time.Time) time.Duration {
@@ -198,7 +211,7 @@ func setEventStatus(ev *webhooksv1alpha1.DocumentEvent, phase webhooksv1alpha1.D
 	case !phase.IsFinished():
 		ev.Status.CompletionTime = nil
 	case ev.Status.CompletionTime == nil:
-		finished := metav1.NewTime(now)
+		finished := metav1.NewMicroTime(now)
 		ev.Status.CompletionTime = &finished
 	}
 	message = truncateStatus(message, webhooksv1alpha1.MaxConditionMessageLength)

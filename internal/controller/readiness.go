@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 	"github.com/1flow/webhook-operator/internal/delivery"
@@ -187,6 +188,12 @@ func engineEndpoint(in *readinessInput) engine.Endpoint {
 		FailureThreshold:    ep.GetFailureThreshold(),
 		Cooldown:            ep.GetCooldown(),
 		ConsecutiveFailures: ep.Status.ConsecutiveFailures,
+	}
+	// A destination refused at dial time is only known from an attempt; the Ready condition keeps it
+	// across a restart. (An IP literal in a blocked range is found by the chain itself.)
+	if c := apimeta.FindStatusCondition(ep.Status.Conditions, webhooksv1alpha1.ReadyCondition); c != nil &&
+		c.Reason == webhooksv1alpha1.DestinationBlockedReason && c.ObservedGeneration == ep.Generation {
+		out.DestinationBlocked = c.Message
 	}
 	if !out.Readiness.Ready {
 		return out

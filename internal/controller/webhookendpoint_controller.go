@@ -70,6 +70,12 @@ func (r *WebhookEndpointReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		return ctrl.Result{}, r.forget(ctx, ep.Namespace, req.NamespacedName)
 	}
 	r.shared.engine.ObserveEndpoint(req.NamespacedName, ep.UID)
+	if ep.Status.ObservedGeneration != ep.Generation {
+		// The spec changed, perhaps its Secret references: release the values no endpoint uses now.
+		if err := r.shared.resolver.prune(ctx, ep.Namespace); err != nil {
+			return ctrl.Result{}, fmt.Errorf("release unused Secret values: %w", err)
+		}
+	}
 
 	s := &endpointScope{ep: ep, base: ep.DeepCopy()}
 	defer func() {

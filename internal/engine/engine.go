@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -46,6 +48,9 @@ type Endpoint struct {
 	// ConsecutiveFailures is the durable copy of the failure count (status.consecutiveFailures); it seeds
 	// the circuit the first time the engine sees the endpoint, so an open circuit survives a restart.
 	ConsecutiveFailures int32
+	// DestinationBlocked is the durable copy of a refused dial (the Ready condition says so for the
+	// current generation); it seeds the block the first time the engine sees the endpoint.
+	DestinationBlocked string
 }
 
 // Endpoints looks an endpoint up as it is now. found is false when it does not exist; an error means the
@@ -115,6 +120,9 @@ type Config struct {
 	// shutdown: an attempt in flight finishes (within its timeout) and is recorded rather than being cut
 	// off and sent again later.
 	Context context.Context
+	// Go starts an attempt; nil means a new goroutine. The simulation runs attempts one at a time through
+	// it, so that a seed replays exactly.
+	Go func(attempt func())
 }
 
 // Engine is the delivery engine. Its methods are safe for concurrent use.
@@ -123,6 +131,7 @@ type Engine struct {
 	endpoints       Endpoints
 	now             func() time.Time
 	ctx             context.Context
+	goAttempt       func(func())
 	maxInFlight     int
 	maxPerNamespace int
 
@@ -166,11 +175,15 @@ func New(cfg Config) *Engine {
 	if cfg.Context == nil {
 		cfg.Context = context.Background()
 	}
+	if cfg.Go == nil {
+		cfg.Go = func(attempt func()) { go attempt() }
+	}
 	return &Engine{
 		sender:          cfg.Sender,
 		endpoints:       cfg.Endpoints,
 		now:             cfg.Now,
 		ctx:             cfg.Context,
+		goAttempt:       cfg.Go,
 		maxInFlight:     cfg.MaxInFlight,
 		maxPerNamespace: cfg.MaxInFlightPerNamespace,
 		EventWakes:      newWakes(),
@@ -239,7 +252,7 @@ func (e *Engine) dispatchLocked() {
 			e.inFlight++
 			e.perNamespace[l.key.Namespace]++
 			e.running.Add(1)
-			go e.run(l, a)
+			e.goAttempt(func() { e.run(l, a) })
 			started = true
 			if len(l.queue) > 0 {
 				e.pending = append(e.pending, l)
@@ -320,8 +333,11 @@ func (e *Engine) attempt(l *lane, a Attempt) Outcome {
 		return out
 	}
 	// A test is a diagnosis: it goes out even while the circuit is open, and does not move it.
+	probe := false
 	if !test {
-		if ok, wait := e.admit(ep); !ok {
+		var ok bool
+		var wait time.Duration
+		if ok, wait, probe = e.admit(ep); !ok {
 			out.Kind, out.Wait = Held, wait
 			out.Readiness = e.circuitReadiness(ep)
 			return out
@@ -333,7 +349,7 @@ func (e *Engine) attempt(l *lane, a Attempt) Outcome {
 	res := e.sender.Send(e.ctx, req)
 	out.Kind, out.Result = Sent, res
 	if !test {
-		out.Circuit = e.record(ep, a.Event.Name, res)
+		out.Circuit = e.record(ep, a.Event.Name, res, probe)
 	}
 	return out
 }
@@ -461,6 +477,7 @@ func (e *Engine) Stop() []types.NamespacedName {
 	for key := range e.mailbox {
 		events = append(events, key)
 	}
+	slices.SortFunc(events, compareKeys)
 	return events
 }
 
@@ -488,4 +505,8 @@ func (e *Engine) KnownEndpoints() map[types.NamespacedName]types.UID {
 		out[k] = v
 	}
 	return out
+}
+
+func compareKeys(a, b types.NamespacedName) int {
+	return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -52,6 +53,10 @@ func (e *Engine) healthLocked(ep Endpoint) *health {
 	h, ok := e.health[ep.UID]
 	if !ok {
 		h = &health{failures: ep.ConsecutiveFailures}
+		if ep.DestinationBlocked != "" {
+			h.blockedGeneration, h.blockedMessage = ep.Generation, strings.TrimSuffix(ep.DestinationBlocked, blockedHint)
+		}
+		e.observeLocked(ep.Key, ep.UID)
 		if ep.FailureThreshold > 0 && h.failures >= ep.FailureThreshold {
 			// Open since an unknown time: the first attempt after a restart is the probe.
 			h.circuit = circuitOpen
@@ -62,8 +67,10 @@ func (e *Engine) healthLocked(ep Endpoint) *health {
 }
 
 // admit decides whether a delivery attempt may start now, and lets the one probe through an open
-// circuit whose cool-down has passed. When it may not start, it returns how long until it may.
-func (e *Engine) admit(ep Endpoint) (bool, time.Duration) {
+// circuit whose cool-down has passed. When it may not start, it returns how long until it may. probe
+// tells that the attempt is the probe: only its result closes or reopens the circuit, since attempts
+// that started before the circuit opened may still report.
+func (e *Engine) admit(ep Endpoint) (ok bool, wait time.Duration, probe bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	h := e.healthLocked(ep)
@@ -71,28 +78,28 @@ func (e *Engine) admit(ep Endpoint) (bool, time.Duration) {
 	switch h.circuit {
 	case circuitOpen:
 		if wait := h.openedAt.Add(ep.Cooldown).Sub(now); wait > 0 {
-			return false, wait
+			return false, wait, false
 		}
 	case circuitProbing:
 		if wait := h.probeDeadline.Sub(now); wait > 0 {
-			return false, min(wait, ep.Cooldown)
+			return false, min(wait, ep.Cooldown), false
 		}
 	default:
-		return true, 0
+		return true, 0, false
 	}
 	h.circuit = circuitProbing
 	h.probeDeadline = now.Add(2*ep.Request.Timeout + time.Second)
-	return true, 0
+	return true, 0, true
 }
 
 // record applies the result of an admitted attempt to the endpoint's health.
-func (e *Engine) record(ep Endpoint, event string, res delivery.Result) CircuitChange {
+func (e *Engine) record(ep Endpoint, event string, res delivery.Result, probe bool) CircuitChange {
 	e.mu.Lock()
 	h := e.healthLocked(ep)
 	if res.Blocked {
 		// Our own policy refused the dial: the receiver did not fail, so the failure count stays. A probe
 		// goes back to waiting; the block holds deliveries until the URL changes.
-		if h.circuit == circuitProbing {
+		if probe && h.circuit == circuitProbing {
 			h.circuit = circuitOpen
 		}
 		wake := h.blockedGeneration != ep.Generation
@@ -123,7 +130,7 @@ func (e *Engine) record(ep Endpoint, event string, res delivery.Result) CircuitC
 	} else {
 		h.failures++
 		switch {
-		case h.circuit == circuitProbing:
+		case probe && h.circuit == circuitProbing:
 			h.circuit, h.openedAt = circuitOpen, e.now()
 		case h.circuit == circuitClosed && ep.FailureThreshold > 0 && h.failures >= ep.FailureThreshold:
 			h.circuit, h.openedAt = circuitOpen, e.now()
@@ -139,16 +146,17 @@ func (e *Engine) record(ep Endpoint, event string, res delivery.Result) CircuitC
 	return change
 }
 
+const blockedHint = "; deliveries wait until spec.url changes"
+
 // blockedReadiness returns DestinationBlocked while the endpoint's current generation is blocked.
 func (e *Engine) blockedReadiness(ep Endpoint) Readiness {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	h, ok := e.health[ep.UID]
-	if !ok || h.blockedGeneration == 0 || h.blockedGeneration != ep.Generation {
+	h := e.healthLocked(ep)
+	if h.blockedGeneration == 0 || h.blockedGeneration != ep.Generation {
 		return ep.Readiness
 	}
-	return Readiness{Reason: webhooksv1alpha1.DestinationBlockedReason,
-		Message: h.blockedMessage + "; deliveries wait until spec.url changes"}
+	return Readiness{Reason: webhooksv1alpha1.DestinationBlockedReason, Message: h.blockedMessage + blockedHint}
 }
 
 // circuitReadiness describes an open circuit.

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"slices"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -31,7 +32,7 @@ func (w *Wakes) add(key types.NamespacedName) {
 // Signal receives a value after keys were added.
 func (w *Wakes) Signal() <-chan struct{} { return w.signal }
 
-// Take returns and removes the keys.
+// Take returns and removes the keys, sorted.
 func (w *Wakes) Take() []types.NamespacedName {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -40,5 +41,6 @@ func (w *Wakes) Take() []types.NamespacedName {
 		out = append(out, k)
 	}
 	clear(w.keys)
+	slices.SortFunc(out, compareKeys)
 	return out
 }
