@@ -25,7 +25,11 @@ import (
 	"github.com/1flow/webhook-operator/internal/localcluster"
 )
 
-const signingSecret = "bench-signing-secret"
+const (
+	signingSecret = "bench-signing-secret"
+	// signingSecretName is the Secret, in every benchmark namespace, that holds signingSecret.
+	signingSecretName = "signing"
+)
 
 // harness owns the control plane, the manager binary and every manager process it started.
 type harness struct {
@@ -120,8 +124,9 @@ type manager struct {
 	logFile *os.File
 }
 
-// startManager runs a fresh manager process and waits until its probes answer.
-func (h *harness) startManager(ctx context.Context, name string) (*manager, error) {
+// startManager runs a fresh manager process and waits until its probes answer. extra flags come before
+// --manager-flag's, so that those still win.
+func (h *harness) startManager(ctx context.Context, name string, extra ...string) (*manager, error) {
 	metrics, err := localcluster.FreeAddress()
 	if err != nil {
 		return nil, err
@@ -131,7 +136,7 @@ func (h *harness) startManager(ctx context.Context, name string) (*manager, erro
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"--metrics-bind-address=" + metrics, "--metrics-secure=false"}, managerArgs...)
+	args := append(append([]string{"--metrics-bind-address=" + metrics, "--metrics-secure=false"}, extra...), managerArgs...)
 	lm, err := localcluster.StartManager(ctx, h.binary, h.kubeconfig, logFile, args...)
 	if err != nil {
 		_ = logFile.Close()
@@ -422,7 +427,7 @@ func (h *harness) setupNamespace(ctx context.Context, ns string) error {
 	for _, obj := range []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
 		&corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "signing"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: signingSecretName},
 			StringData: map[string]string{"signingSecret": signingSecret},
 		},
 	} {
@@ -439,7 +444,7 @@ func (h *harness) createEndpoint(ctx context.Context, ns, name, url string, time
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: webhooksv1alpha1.WebhookEndpointSpec{
 			URL:       url,
-			SecretRef: &webhooksv1alpha1.SecretKeyReference{Name: "signing"},
+			SecretRef: &webhooksv1alpha1.SecretKeyReference{Name: signingSecretName},
 			Timeout:   &metav1.Duration{Duration: timeout},
 		},
 	}

@@ -1,7 +1,9 @@
 // Command bench measures webhook-operator on this machine: it starts a local control plane (kube-apiserver
 // and etcd), builds the manager and runs it as a separate process with only the generated RBAC, runs
 // loopback receivers, and measures six scenarios: throughput, latency, isolation, fanout, writes and
-// memory. It prints a table and writes bench/results/latest.json.
+// memory. A seventh, chaos, checks the delivery guarantees under faults: two replicas with leader
+// election, the leader SIGKILLed repeatedly, the API server restarted, receivers that fail or hang. It
+// prints a table and writes bench/results/latest.json.
 //
 // The targets are reported, not asserted: the program exits 0 when a target is missed and non-zero only
 // when the harness itself fails (for example, events that are never delivered within a generous timeout).
@@ -9,6 +11,7 @@
 //	go run ./bench            # full sizes (make bench)
 //	go run ./bench --quick    # CI smoke sizes, each scenario well under 2 minutes (make bench-quick)
 //	go run ./bench --only throughput,latency
+//	go run ./bench --quick --only chaos
 package main
 
 import (
@@ -32,7 +35,7 @@ import (
 var managerArgs []string
 
 // scenarioNames lists the scenarios in the order they run.
-var scenarioNames = []string{scThroughput, scWrites, scLatency, scIsolation, scFanout, scMemory}
+var scenarioNames = []string{scThroughput, scWrites, scLatency, scIsolation, scFanout, scMemory, scChaos}
 
 func main() {
 	var (
@@ -171,6 +174,8 @@ func run(quick bool, selected map[string]bool, out string, keepLog bool) int {
 		{scIsolation, h.isolation},
 		{scFanout, h.fanout},
 		{scMemory, h.memory},
+		// Last: it restarts the API server and leaves a leader election Lease behind.
+		{scChaos, h.chaos},
 	} {
 		if !selected[s.name] || ctx.Err() != nil {
 			continue

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strconv"
@@ -56,16 +57,34 @@ func printTable(w io.Writer, results []result) {
 		for _, k := range keys {
 			text := fmt.Sprint(r.Details[k])
 			switch v := r.Details[k].(type) {
-			case map[string]any, []map[string]any, []memoryPoint, memoryPoint:
-				data, _ := json.Marshal(v)
-				text = string(data)
 			case float64:
 				text = formatNumber(v)
+			default:
+				if structured(v) {
+					data, _ := json.Marshal(v)
+					text = string(data)
+				}
 			}
 			_, _ = fmt.Fprintf(w, "  %-40s %s\n", k, text)
 		}
 	}
 	_, _ = fmt.Fprintln(w)
+}
+
+// structured tells whether a detail is printed as JSON: maps, structs, and lists of them.
+func structured(v any) bool {
+	t := reflect.TypeOf(v)
+	if t == nil {
+		return false
+	}
+	if t.Kind() == reflect.Slice {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Map, reflect.Struct, reflect.Interface:
+		return true
+	}
+	return false
 }
 
 func formatNumber(v float64) string {

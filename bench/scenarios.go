@@ -185,7 +185,7 @@ func (r *throughputResult) result(wall time.Duration) result {
 			"receiver_connections":        r.connections,
 			"endpoint_max_in_flight":      bound,
 			"connections_met":             connMet,
-			"receiver_requests":           r.requests,
+			keyReceiverRequests:           r.requests,
 			"receiver_distinct_documents": r.distinct,
 			"wall_seconds":                round(wall.Seconds(), 1),
 			"cpu_seconds":                 r.cpu,
@@ -316,7 +316,7 @@ func (h *harness) latency(ctx context.Context) (result, error) {
 		"after_create_p99_ms":    round(percentile(afterCreate, 0.99), 2),
 		keyMeasured:              "from just before the Create call to the receiver reading the request",
 		"receiver_connections":   r.connections.Load(),
-		"receiver_requests":      r.requests.Load(),
+		keyReceiverRequests:      r.requests.Load(),
 		"receiver_distinct_docs": r.distinct(),
 		"cpu_seconds":            cpu,
 	}

@@ -27,6 +27,8 @@ type sizes struct {
 	memoryPayload     int
 	memoryCreators    int
 	memoryCheckpoints []int
+	// chaos sizes the chaos scenario, which has its own time bound (stream, drain and a margin).
+	chaos chaosSizes
 	// scenarioTimeout bounds one scenario; running out of it is a harness failure.
 	scenarioTimeout time.Duration
 }
@@ -48,6 +50,7 @@ var fullSizes = sizes{
 	memoryPayload:     2048,
 	memoryCreators:    32,
 	memoryCheckpoints: []int{1000, 2500, 5000, 7500, 10000},
+	chaos:             fullChaos,
 	scenarioTimeout:   5 * time.Minute,
 }
 
@@ -68,6 +71,7 @@ var quickSizes = sizes{
 	memoryPayload:     2048,
 	memoryCreators:    32,
 	memoryCheckpoints: []int{1000, 2000},
+	chaos:             quickChaos,
 	scenarioTimeout:   110 * time.Second,
 }
 
@@ -89,9 +93,11 @@ const (
 	scIsolation  = "isolation"
 	scFanout     = "fanout"
 	scMemory     = "memory"
+	scChaos      = "chaos"
 
-	keyEvents   = "events"
-	keyMeasured = "measured"
+	keyEvents           = "events"
+	keyMeasured         = "measured"
+	keyReceiverRequests = "receiver_requests"
 )
 
 var targets = map[string]string{
@@ -101,4 +107,5 @@ var targets = map[string]string{
 	scFanout:     ">= 5",
 	scWrites:     "<= 1.05",
 	scMemory:     "<= 200 MiB",
+	scChaos:      "0 lost, 0 resent after Delivered, 1 X-Webhook-Id per document and endpoint",
 }

@@ -29,6 +29,12 @@ type watcher struct {
 	deliveries   int
 	err          error
 
+	// observe, when set, sees every added or modified event with the time it was seen (under mu).
+	observe func(ev *webhooksv1alpha1.DocumentEvent, at time.Time)
+	// outlasting keeps the watch going through an API server outage: a failed list is retried until the
+	// context ends instead of failing the watcher.
+	outlasting bool
+
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -39,8 +45,13 @@ type eventState struct {
 }
 
 func (h *harness) watch(ctx context.Context, ns string) (*watcher, error) {
+	return h.startWatch(ctx, &watcher{ns: ns})
+}
+
+// startWatch lists and then watches the events of w.ns; w may carry observe and outlasting.
+func (h *harness) startWatch(ctx context.Context, w *watcher) (*watcher, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	w := &watcher{c: h.c, ns: ns, events: map[string]eventState{}, cancel: cancel, done: make(chan struct{})}
+	w.c, w.events, w.cancel, w.done = h.c, map[string]eventState{}, cancel, make(chan struct{})
 	rv, err := w.list(ctx)
 	if err != nil {
 		cancel()
@@ -88,8 +99,8 @@ func (w *watcher) loop(ctx context.Context, rv string) {
 				return
 			}
 			time.Sleep(100 * time.Millisecond)
-			if rv, err = w.list(ctx); err != nil {
-				w.fail(err)
+			var ok bool
+			if rv, ok = w.relist(ctx); !ok {
 				return
 			}
 			continue
@@ -97,10 +108,32 @@ func (w *watcher) loop(ctx context.Context, rv string) {
 		rv = w.consume(ctx, wi, rv)
 		wi.Stop()
 		if rv == "" && ctx.Err() == nil {
-			if rv, err = w.list(ctx); err != nil {
-				w.fail(err)
+			var ok bool
+			if rv, ok = w.relist(ctx); !ok {
 				return
 			}
+		}
+	}
+}
+
+// relist lists again; it reports false when the watcher ends (its context ended, or the list failed and
+// the watcher does not outlast outages).
+func (w *watcher) relist(ctx context.Context) (string, bool) {
+	for {
+		rv, err := w.list(ctx)
+		switch {
+		case err == nil:
+			return rv, true
+		case ctx.Err() != nil:
+			return "", false
+		case !w.outlasting:
+			w.fail(err)
+			return "", false
+		}
+		select {
+		case <-ctx.Done():
+			return "", false
+		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }
@@ -144,6 +177,9 @@ func (w *watcher) consume(ctx context.Context, wi watch.Interface, rv string) st
 
 func (w *watcher) setLocked(ev *webhooksv1alpha1.DocumentEvent) {
 	now := time.Now()
+	if w.observe != nil {
+		w.observe(ev, now)
+	}
 	next := eventState{delivered: ev.Status.Phase == webhooksv1alpha1.DocumentEventDelivered}
 	for _, d := range ev.Status.Deliveries {
 		if d.Phase == webhooksv1alpha1.DeliveryDelivered {

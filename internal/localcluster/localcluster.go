@@ -52,6 +52,8 @@ type Cluster struct {
 	// Client acts as the cluster administrator.
 	Client client.Client
 	root   string
+	// certDirs are the API server certificate folders that StopAPIServer created; Stop removes them.
+	certDirs []string
 }
 
 // Start boots kube-apiserver and etcd and installs the CRDs. root is the repository root.
@@ -61,8 +63,14 @@ func Start(root string) (*Cluster, error) {
 		ErrorIfCRDPathMissing: true,
 		BinaryAssetsDirectory: AssetsDir(),
 	}
+	// Without a grace period for watches, kube-apiserver never finishes a graceful shutdown while a
+	// client (a manager) holds a watch open, and envtest kills it after its stop timeout (20 s). With
+	// one, SIGTERM ends the watches and the process within about a second, as StopAPIServer needs.
+	env.ControlPlane.GetAPIServer().Configure().Set("shutdown-watch-termination-grace-period", "2s")
 	cfg, err := env.Start()
 	if err != nil {
+		// envtest leaves kube-apiserver and etcd running when, for example, a CRD does not install.
+		_ = env.Stop()
 		return nil, fmt.Errorf("start control plane (run hack/setup-envtest.sh first): %w", err)
 	}
 	c, err := client.New(cfg, client.Options{Scheme: Scheme})
@@ -74,7 +82,78 @@ func Start(root string) (*Cluster, error) {
 }
 
 // Stop shuts the control plane down.
-func (c *Cluster) Stop() error { return c.Env.Stop() }
+func (c *Cluster) Stop() error {
+	err := c.Env.Stop()
+	for _, dir := range c.certDirs {
+		_ = os.RemoveAll(dir)
+	}
+	return err
+}
+
+// StopAPIServer stops kube-apiserver (SIGTERM, as a rolling restart would) and leaves etcd running.
+// StartAPIServer starts it again on the same address, with the same serving certificate and client CA,
+// so that every client, the manager's kubeconfig included, reconnects without new credentials.
+//
+// envtest's APIServer.Stop deletes a certificate folder that envtest created itself, and a later Start
+// would then make a new serving CA that no existing kubeconfig trusts. So the folder is copied first and
+// the restarted server uses the copy; envtest does not delete a folder it was given.
+func (c *Cluster) StopAPIServer() error {
+	s := c.Env.ControlPlane.APIServer
+	if s == nil || s.CertDir == "" {
+		return errors.New("the API server is not running")
+	}
+	keep, err := os.MkdirTemp("", "localcluster-apiserver-")
+	if err != nil {
+		return err
+	}
+	c.certDirs = append(c.certDirs, keep)
+	if err := copyFiles(s.CertDir, keep); err != nil {
+		return fmt.Errorf("keep the API server certificates: %w", err)
+	}
+	err = s.Stop()
+	// Also after a failed Stop: envtest has killed the process then, and a Start can still follow.
+	s.CertDir = keep
+	if err != nil {
+		return fmt.Errorf("stop kube-apiserver: %w", err)
+	}
+	return nil
+}
+
+// StartAPIServer starts the API server that StopAPIServer stopped and waits until it serves requests.
+// healthy, when not nil, runs as soon as the process answers /healthz, before the wait for the API.
+func (c *Cluster) StartAPIServer(ctx context.Context, healthy func()) error {
+	if err := c.Env.ControlPlane.APIServer.Start(); err != nil {
+		return fmt.Errorf("start kube-apiserver: %w", err)
+	}
+	if healthy != nil {
+		healthy()
+	}
+	// Start returns once /healthz answers; wait until the API, the CRDs included, serves requests.
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		return c.Client.List(ctx, &webhooksv1alpha1.WebhookEndpointList{}, client.Limit(1)) == nil, nil
+	})
+}
+
+// copyFiles copies the regular files of one folder into another.
+func copyFiles(from, to string) error {
+	entries, err := os.ReadDir(from)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(from, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(to, e.Name()), data, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // AssetsDir returns KUBEBUILDER_ASSETS, or else the folder hack/setup-envtest.sh fills.
 func AssetsDir() string {
