@@ -357,8 +357,10 @@ func (s *replicaSet) killLeader(ctx context.Context, planned time.Duration) (tim
 		}
 		m, seen := s.leader(ctx)
 		if m != nil {
-			at := time.Now()
+			// The kill's time is when the process is gone (Kill waits for it): a receiver can still answer
+			// a request of the leader's a moment after the signal was sent.
 			s.h.killManager(m)
+			at := time.Now()
 			entry := killRecord{Replica: m.name, Planned: planned.Seconds(), At: round(since(s.t0, at), 1), NoLeaderAtFirst: firstMiss}
 			s.mu.Lock()
 			s.running = slices.DeleteFunc(s.running, func(x *manager) bool { return x == m })

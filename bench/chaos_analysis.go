@@ -121,6 +121,9 @@ type receiverTally struct {
 	severalIDsSamples          []idSample
 	badSignatures              int64
 	okTimes                    []time.Time // sorted
+	// recordLags are, per delivery, the seconds from its first 2xx until the benchmark saw it recorded
+	// Delivered: the window in which a crash makes it a duplicate.
+	recordLags []float64
 }
 
 // requestSample is a request that came again: First is when the benchmark saw the id recorded
@@ -222,6 +225,11 @@ func (run *chaosRun) tallyReceivers() receiverTally {
 					sample.First = round(since(run.t0, rec.at), 2)
 					t.resentSamples = append(t.resentSamples, sample)
 				}
+			}
+		}
+		for id, first := range firstOK {
+			if rec, ok := recorded[id]; ok {
+				t.recordLags = append(t.recordLags, rec.at.Sub(first).Seconds())
 			}
 		}
 		t.documents += len(idsPerDoc)
@@ -345,6 +353,12 @@ func (run *chaosRun) analyze(events []webhooksv1alpha1.DocumentEvent) result {
 	}
 	if len(panics) > 0 {
 		details["manager_panic_lines"] = panics
+	}
+	if lags := rt.recordLags; len(lags) > 0 {
+		details["first_2xx_to_seen_recorded_seconds"] = map[string]float64{
+			"p50": round(percentile(lags, 0.5), 3), "p90": round(percentile(lags, 0.9), 3),
+			"p99": round(percentile(lags, 0.99), 3), "max": round(percentile(lags, 1), 3),
+		}
 	}
 	met := lost == 0 && rt.resent == 0 && rt.severalIDs == 0 && rt.badSignatures == 0
 	return result{Scenario: scChaos, Value: float64(lost), Unit: "events lost", Target: targets[scChaos], Met: met, Details: details}

@@ -43,12 +43,15 @@ func main() {
 		only    string
 		out     string
 		keepLog bool
+		merge   bool
 	)
 	flag.BoolVar(&quick, "quick", false, "Run the small CI sizes (each scenario finishes in well under 2 minutes).")
 	flag.StringVar(&only, "only", "", "Comma-separated scenarios to run ("+strings.Join(scenarioNames, ", ")+"); all when empty. "+
 		"writes is measured during throughput, so either one runs that measurement.")
 	flag.StringVar(&out, "out", filepath.Join("bench", "results", "latest.json"), "Where to write the JSON results.")
 	flag.BoolVar(&keepLog, "keep-logs", false, "Keep the work folder with the manager logs even when every scenario succeeds.")
+	flag.BoolVar(&merge, "merge", false, "Keep the results of other scenarios already in --out and replace only those measured now "+
+		"(for --only runs).")
 	flag.Func("manager-flag", "Add a flag to every manager the benchmark starts, for experiments (repeatable), "+
 		"for example --manager-flag=--kube-api-qps=1000. Results are only comparable with the same flags.",
 		func(v string) error {
@@ -62,7 +65,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
-	code := run(quick, selected, out, keepLog)
+	code := run(quick, selected, out, keepLog, merge)
 	os.Exit(code)
 }
 
@@ -92,7 +95,7 @@ func selectScenarios(only string) (map[string]bool, error) {
 }
 
 // run returns the exit code: 0 when every selected scenario was measured, whatever its target.
-func run(quick bool, selected map[string]bool, out string, keepLog bool) int {
+func run(quick bool, selected map[string]bool, out string, keepLog, merge bool) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	started := time.Now()
@@ -197,6 +200,12 @@ func run(quick bool, selected map[string]bool, out string, keepLog bool) int {
 	}
 
 	printTable(os.Stdout, results)
+	if merge {
+		if results, err = mergeResults(out, results); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: merge results:", err)
+			failed = true
+		}
+	}
 	if err := writeJSON(out, results); err != nil {
 		fmt.Fprintln(os.Stderr, "bench: write results:", err)
 		failed = true

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -107,6 +108,43 @@ func writeJSON(path string, results []result) error {
 		return err
 	}
 	return os.WriteFile(path, buf.Bytes(), 0o644)
+}
+
+// mergeResults returns the results in the file at path with those of the same scenarios replaced by
+// fresh, and fresh ones for other scenarios added, in the order the scenarios run. A missing file is
+// an empty one.
+func mergeResults(path string, fresh []result) ([]result, error) {
+	var old []result
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return fresh, err
+	default:
+		if err := json.Unmarshal(data, &old); err != nil {
+			return fresh, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	byName := map[string]result{}
+	for _, r := range old {
+		byName[r.Scenario] = r
+	}
+	for _, r := range fresh {
+		byName[r.Scenario] = r
+	}
+	merged := make([]result, 0, len(byName))
+	for _, name := range scenarioNames {
+		if r, ok := byName[name]; ok {
+			merged = append(merged, r)
+			delete(byName, name)
+		}
+	}
+	for _, r := range old {
+		if _, ok := byName[r.Scenario]; ok {
+			merged = append(merged, r)
+		}
+	}
+	return merged, nil
 }
 
 // machine describes where the numbers were measured.
