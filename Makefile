@@ -63,6 +63,14 @@ fuzz: ## Run each fuzz target for FUZZTIME (their seed corpora already run in ma
 	go test ./pkg/signature/ -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
 	go test ./pkg/signature/ -run '^$$' -fuzz '^FuzzVerifyStandard$$' -fuzztime $(FUZZTIME)
 
+SEEDS ?= 200
+STEPS ?= 400
+
+.PHONY: simulate
+simulate: ## Run the deterministic simulation of the engine and reconcilers: SEEDS seeds, or replay one with SEED=n (traced).
+	go test ./internal/controller/ -run '^TestSimulation$$' -count=1 -timeout 60m \
+		-sim.seeds=$(SEEDS) -sim.steps=$(STEPS) $(if $(SEED),-sim.seed=$(SEED) -sim.trace -v)
+
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint.
 	$(GOLANGCI_LINT) run
@@ -78,7 +86,7 @@ demo: manifests setup-envtest ## Run the local demo: control plane, manager, sig
 ##@ Benchmark
 
 .PHONY: bench
-bench: manifests setup-envtest ## Measure throughput, latency, isolation, fan-out, writes and memory; writes bench/results/latest.json.
+bench: manifests setup-envtest ## Measure throughput, latency, isolation, fan-out, writes, memory and delivery under chaos; writes bench/results/latest.json.
 	KUBEBUILDER_ASSETS="$$($(ENVTEST_SETUP))" go run ./bench
 
 .PHONY: bench-quick

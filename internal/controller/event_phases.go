@@ -146,9 +146,19 @@ func (r *DocumentEventReconciler) recordOutcomes(ctx context.Context, s *eventSc
 			d.LastError = truncateStatus("the payload cannot be encoded: "+o.Readiness.Message, webhooksv1alpha1.MaxDeliveryErrorLength)
 			r.afterFinished(s, d)
 		}
+		if !d.Phase.IsFinal() && d.NextAttemptTime == nil {
+			// The delivery stays busy until this outcome is acknowledged after the patch, so startDue
+			// cannot submit it now; look again right after, or nothing may ever wake it (the endpoint
+			// change that would have can already be past).
+			s.requeueWithin(outcomeRecheck)
+		}
 	}
 	return nil
 }
+
+// outcomeRecheck is how soon a delivery is looked at again after an outcome that left it open without
+// a retry time (held, or refused at dial time).
+const outcomeRecheck = 10 * time.Millisecond
 
 // fallbackRetryPolicy applies to a result whose endpoint is gone: the delivery stays open and startDue
 // ends it as EndpointDeleted.

@@ -1,11 +1,13 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strconv"
 	"time"
 
@@ -34,6 +36,7 @@ type simStore struct {
 	now     func() time.Time
 	objects map[simKey][]client.Object // versions, oldest first; a nil version is a deletion
 	cached  map[simKey]int             // index into objects[key] that the cache serves
+	keys    []simKey                   // every key, sorted
 	// onCacheChange is called with the old and new cached version (either may be nil).
 	onCacheChange func(oldObj, newObj client.Object)
 	// onDelete is called when an object is deleted through the API, before the cache sees it.
@@ -93,6 +96,8 @@ func (s *simStore) put(obj client.Object) {
 	s.objects[k] = append(s.objects[k], stored)
 	if _, ok := s.cached[k]; !ok {
 		s.cached[k] = -1
+		i, _ := slices.BinarySearchFunc(s.keys, k, compareSimKeys)
+		s.keys = slices.Insert(s.keys, i, k)
 	}
 	if s.onPut != nil {
 		s.onPut(stored)
@@ -162,13 +167,11 @@ func (s *simStore) catchUpSome(p float64) {
 	}
 }
 
-func (s *simStore) sortedKeys() []simKey {
-	keys := make([]simKey, 0, len(s.objects))
-	for k := range s.objects {
-		keys = append(keys, k)
-	}
-	sortSimKeys(keys)
-	return keys
+// sortedKeys returns every key in a fixed order; callers must not change it.
+func (s *simStore) sortedKeys() []simKey { return s.keys }
+
+func compareSimKeys(a, b simKey) int {
+	return cmp.Or(cmp.Compare(a.kind, b.kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 }
 
 // fault returns an injected API error with probability p, or nil.
@@ -220,11 +223,17 @@ func (c *simClient) Get(_ context.Context, key client.ObjectKey, obj client.Obje
 }
 
 func copyInto(src, dst client.Object) error {
-	data, err := json.Marshal(src)
-	if err != nil {
-		return err
+	switch d := dst.(type) {
+	case *webhooksv1alpha1.DocumentEvent:
+		src.(*webhooksv1alpha1.DocumentEvent).DeepCopyInto(d)
+	case *webhooksv1alpha1.WebhookEndpoint:
+		src.(*webhooksv1alpha1.WebhookEndpoint).DeepCopyInto(d)
+	case *corev1.Secret:
+		src.(*corev1.Secret).DeepCopyInto(d)
+	default:
+		return fmt.Errorf("simClient: cannot copy into %T", dst)
 	}
-	return json.Unmarshal(data, dst)
+	return nil
 }
 
 func (c *simClient) List(_ context.Context, list client.ObjectList, opts ...client.ListOption) error {

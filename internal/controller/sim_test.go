@@ -1041,11 +1041,6 @@ func simDeliveryID(eventUID, endpointUID types.UID) string {
 }
 
 
-func sortSimKeys(keys []simKey) {
-	slices.SortFunc(keys, func(a, b simKey) int {
-		return strings.Compare(a.kind+"/"+a.String(), b.kind+"/"+b.String())
-	})
-}
 
 func maps2Equal(a, b map[string]string) bool {
 	if len(a) != len(b) {
