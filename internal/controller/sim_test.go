@@ -1040,8 +1040,6 @@ func simDeliveryID(eventUID, endpointUID types.UID) string {
 	return "whd_" + hex.EncodeToString(sum[:16])
 }
 
-
-
 func maps2Equal(a, b map[string]string) bool {
 	if len(a) != len(b) {
 		return false

@@ -65,8 +65,10 @@ func (s *fakeSender) count() int {
 	return len(s.sent)
 }
 
-func ok(delivery.Request) delivery.Result     { return delivery.Result{StatusCode: 200, Success: true} }
-func failed(delivery.Request) delivery.Result { return delivery.Result{StatusCode: 500, Error: "HTTP 500"} }
+func ok(delivery.Request) delivery.Result { return delivery.Result{StatusCode: 200, Success: true} }
+func failed(delivery.Request) delivery.Result {
+	return delivery.Result{StatusCode: 500, Error: "HTTP 500"}
+}
 
 // fakeEndpoints is the Endpoints port: a map the test edits.
 type fakeEndpoints struct {
