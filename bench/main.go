@@ -200,13 +200,15 @@ func run(quick bool, selected map[string]bool, out string, keepLog, merge bool) 
 	}
 
 	printTable(os.Stdout, results)
+	var written any = results
 	if merge {
-		if results, err = mergeResults(out, results); err != nil {
+		if written, err = mergeResults(out, results); err != nil {
 			fmt.Fprintln(os.Stderr, "bench: merge results:", err)
 			failed = true
+			written = results
 		}
 	}
-	if err := writeJSON(out, results); err != nil {
+	if err := writeJSON(out, written); err != nil {
 		fmt.Fprintln(os.Stderr, "bench: write results:", err)
 		failed = true
 	} else {

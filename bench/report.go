@@ -92,8 +92,9 @@ func formatNumber(v float64) string {
 	return strconv.FormatFloat(v, 'f', -1, 64)
 }
 
-func writeJSON(path string, results []result) error {
-	if results == nil {
+// writeJSON writes results, a []result or the []json.RawMessage of mergeResults.
+func writeJSON(path string, results any) error {
+	if r, ok := results.([]result); ok && r == nil {
 		results = []result{}
 	}
 	// Targets such as ">= 0.85" stay readable: no HTML escaping of < and >.
@@ -110,41 +111,68 @@ func writeJSON(path string, results []result) error {
 	return os.WriteFile(path, buf.Bytes(), 0o644)
 }
 
-// mergeResults returns the results in the file at path with those of the same scenarios replaced by
-// fresh, and fresh ones for other scenarios added, in the order the scenarios run. A missing file is
-// an empty one.
-func mergeResults(path string, fresh []result) ([]result, error) {
-	var old []result
+// mergeResults returns the results in the file at path, kept as they are written, with those of the
+// same scenarios replaced by fresh and fresh ones for other scenarios added, in the order the scenarios
+// run. A missing file is an empty one.
+func mergeResults(path string, fresh []result) ([]json.RawMessage, error) {
+	var old []json.RawMessage
 	data, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
-		return fresh, err
+		return nil, err
 	default:
 		if err := json.Unmarshal(data, &old); err != nil {
-			return fresh, fmt.Errorf("%s: %w", path, err)
+			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 	}
-	byName := map[string]result{}
-	for _, r := range old {
-		byName[r.Scenario] = r
+	byName := map[string]json.RawMessage{}
+	var order []string
+	add := func(name string, raw json.RawMessage) {
+		if _, seen := byName[name]; !seen {
+			order = append(order, name)
+		}
+		byName[name] = raw
+	}
+	for _, raw := range old {
+		var r struct {
+			Scenario string `json:"scenario"`
+		}
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		add(r.Scenario, raw)
 	}
 	for _, r := range fresh {
-		byName[r.Scenario] = r
-	}
-	merged := make([]result, 0, len(byName))
-	for _, name := range scenarioNames {
-		if r, ok := byName[name]; ok {
-			merged = append(merged, r)
-			delete(byName, name)
+		raw, err := marshalResult(r)
+		if err != nil {
+			return nil, err
 		}
+		add(r.Scenario, raw)
 	}
-	for _, r := range old {
-		if _, ok := byName[r.Scenario]; ok {
-			merged = append(merged, r)
+	rank := func(name string) int {
+		if i := slices.Index(scenarioNames, name); i >= 0 {
+			return i
 		}
+		return len(scenarioNames)
+	}
+	slices.SortStableFunc(order, func(a, b string) int { return rank(a) - rank(b) })
+	merged := make([]json.RawMessage, 0, len(order))
+	for _, name := range order {
+		merged = append(merged, byName[name])
 	}
 	return merged, nil
+}
+
+// marshalResult encodes one result as writeJSON does.
+func marshalResult(r result) (json.RawMessage, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(r); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSpace(buf.Bytes()), nil
 }
 
 // machine describes where the numbers were measured.
