@@ -505,7 +505,8 @@ type deliveryRecord struct {
 }
 
 func newChaosTracker() *chaosTracker {
-	return &chaosTracker{delivered: map[string]deliveryRecord{}, phases: map[string]webhooksv1alpha1.DocumentEventPhase{}}
+	return &chaosTracker{delivered: map[string]deliveryRecord{}, phases: map[string]webhooksv1alpha1.DocumentEventPhase{},
+		regressed: map[string]bool{}, byEvent: map[string][]string{}}
 }
 
 // chaosTracker follows the events' status through a watch that outlasts the API server restart.
@@ -514,18 +515,42 @@ type chaosTracker struct {
 	delivered map[string]deliveryRecord // by delivery id
 	phases    map[string]webhooksv1alpha1.DocumentEventPhase
 	finished  int
+	// regressions are deliveries seen Delivered and later seen otherwise: a status write based on an
+	// older copy undid the record.
+	regressions []regression
+	regressed   map[string]bool
+	byEvent     map[string][]string // delivery ids seen Delivered, by event
+}
+
+// regression is a delivery whose Delivered record was later overwritten.
+type regression struct {
+	event, endpoint, id string
+	phase               string // what the later status said ("" when the delivery was gone)
+	deliveredAt, at     time.Time
 }
 
 func (t *chaosTracker) observe(ev *webhooksv1alpha1.DocumentEvent, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	phaseOf := map[string]webhooksv1alpha1.DeliveryPhase{}
 	for _, d := range ev.Status.Deliveries {
+		phaseOf[d.DeliveryID] = d.Phase
 		if d.Phase != webhooksv1alpha1.DeliveryDelivered {
 			continue
 		}
 		if _, seen := t.delivered[d.DeliveryID]; !seen {
 			t.delivered[d.DeliveryID] = deliveryRecord{at: at, endpoint: d.Endpoint, event: ev.Name}
+			t.byEvent[ev.Name] = append(t.byEvent[ev.Name], d.DeliveryID)
 		}
+	}
+	for _, id := range t.byEvent[ev.Name] {
+		if t.regressed[id] || phaseOf[id] == webhooksv1alpha1.DeliveryDelivered {
+			continue
+		}
+		rec := t.delivered[id]
+		t.regressed[id] = true
+		t.regressions = append(t.regressions, regression{event: ev.Name, endpoint: rec.endpoint, id: id,
+			phase: string(phaseOf[id]), deliveredAt: rec.at, at: at})
 	}
 	isFinal := func(p webhooksv1alpha1.DocumentEventPhase) bool {
 		return p == webhooksv1alpha1.DocumentEventDelivered || p == webhooksv1alpha1.DocumentEventFailed

@@ -121,6 +121,9 @@ type receiverTally struct {
 	severalIDsSamples          []idSample
 	badSignatures              int64
 	okTimes                    []time.Time // sorted
+	// regressions count deliveries seen recorded Delivered and later seen otherwise.
+	regressions       int
+	regressionSamples []regressionSample
 	// recordLags are, per delivery, the seconds from its first 2xx until the benchmark saw it recorded
 	// Delivered: the window in which a crash makes it a duplicate.
 	recordLags []float64
@@ -137,6 +140,16 @@ type requestSample struct {
 	Answer     int     `json:"answer"`
 }
 
+// regressionSample is a Delivered record that a later status write undid; times in seconds.
+type regressionSample struct {
+	Event       string  `json:"event"`
+	Endpoint    string  `json:"endpoint"`
+	DeliveryID  string  `json:"delivery_id"`
+	Phase       string  `json:"later_phase"`
+	DeliveredAt float64 `json:"seen_delivered_seconds"`
+	At          float64 `json:"seen_undone_seconds"`
+}
+
 type idSample struct {
 	Endpoint string   `json:"endpoint"`
 	Document string   `json:"document"`
@@ -145,6 +158,7 @@ type idSample struct {
 
 // Causes of a duplicate 2xx: the replica that got the first 2xx could not record it.
 const (
+	causeResent    = "resent_after_seen_delivered" // not a lost record: a resend (see resent_after_delivered)
 	causeAPIOutage = "first_copy_while_api_down"
 	causeKill      = "first_copy_within_5s_before_a_kill"
 	causeExit      = "first_copy_within_5s_before_a_replica_exited"
@@ -172,13 +186,20 @@ func (run *chaosRun) duplicateCause(first time.Time, exitedAt []time.Time) strin
 func (run *chaosRun) tallyReceivers() receiverTally {
 	run.tracker.mu.Lock()
 	recorded := maps.Clone(run.tracker.delivered)
+	regressions := slices.Clone(run.tracker.regressions)
 	run.tracker.mu.Unlock()
 	run.reps.mu.Lock()
 	exitedAt := slices.Clone(run.reps.exitedAt)
 	run.reps.mu.Unlock()
 
 	t := receiverTally{duplicateCauses: map[string]int{}, unexplained: []requestSample{}, resentSamples: []requestSample{},
-		severalIDsSamples: []idSample{}}
+		severalIDsSamples: []idSample{}, regressions: len(regressions), regressionSamples: []regressionSample{}}
+	for _, g := range regressions {
+		if len(t.regressionSamples) < samples {
+			t.regressionSamples = append(t.regressionSamples, regressionSample{Event: g.event, Endpoint: g.endpoint,
+				DeliveryID: g.id, Phase: g.phase, DeliveredAt: round(since(run.t0, g.deliveredAt), 2), At: round(since(run.t0, g.at), 2)})
+		}
+	}
 	for _, r := range run.recvs {
 		t.badSignatures += r.badSignatures.Load()
 		perID := map[string]int{}
@@ -205,6 +226,9 @@ func (run *chaosRun) tallyReceivers() receiverTally {
 				}
 				t.duplicates++
 				cause := run.duplicateCause(first, exitedAt)
+				if rec, ok := recorded[q.id]; ok && q.at.After(rec.at.Add(resendSlack)) {
+					cause = causeResent
+				}
 				t.duplicateCauses[cause]++
 				if cause == causeOther && len(t.unexplained) < samples {
 					sample.First = round(since(run.t0, first), 2)
@@ -287,9 +311,9 @@ func (run *chaosRun) analyze(events []webhooksv1alpha1.DocumentEvent) result {
 	run.reps.mu.Unlock()
 	panics := panicsIn(logs...)
 
-	info("chaos: %d created, %d delivered, %d failed, %d lost; %d resent after Delivered; %d duplicate 2xx %v; "+
+	info("chaos: %d created, %d delivered, %d failed, %d lost; %d resent after Delivered, %d Delivered records undone; %d duplicate 2xx %v; "+
 		"%d documents with several ids; %d kills, %d API restarts, %d replica exits; longest kill-to-delivery %.1fs",
-		created, ev.delivered, ev.failed, lost, rt.resent, rt.duplicates, rt.duplicateCauses, rt.severalIDs,
+		created, ev.delivered, ev.failed, lost, rt.resent, rt.regressions, rt.duplicates, rt.duplicateCauses, rt.severalIDs,
 		len(run.killTimes), run.apiRestarts, len(exits), longestKillGap)
 	details := map[string]any{
 		"events_created":                    created,
@@ -305,6 +329,8 @@ func (run *chaosRun) analyze(events []webhooksv1alpha1.DocumentEvent) result {
 		"drain_seconds":                     round(run.drainSecs, 1),
 		"resent_after_delivered":            rt.resent,
 		"resent_samples":                    rt.resentSamples,
+		"delivered_records_undone":          rt.regressions,
+		"delivered_records_undone_samples":  rt.regressionSamples,
 		"resend_slack_seconds":              resendSlack.Seconds(),
 		keyReceiverRequests:                 rt.requests,
 		"receiver_2xx":                      rt.ok,
@@ -349,7 +375,8 @@ func (run *chaosRun) analyze(events []webhooksv1alpha1.DocumentEvent) result {
 		"seed":                              chaosSeed,
 		keyMeasured: "lost = created - Delivered - Failed with a reason (AttemptsExhausted after maxAttempts, or " +
 			"EndpointDeleted); resent = receiver requests for a delivery id that arrived more than the slack after the " +
-			"benchmark's watch first saw that id recorded Delivered; duplicates = 2xx answers beyond the first per id",
+			"benchmark's watch first saw that id recorded Delivered; undone = deliveries the watch saw Delivered and later " +
+			"saw otherwise; duplicates = 2xx answers beyond the first per id",
 	}
 	if len(panics) > 0 {
 		details["manager_panic_lines"] = panics
@@ -360,7 +387,7 @@ func (run *chaosRun) analyze(events []webhooksv1alpha1.DocumentEvent) result {
 			"p99": round(percentile(lags, 0.99), 3), "max": round(percentile(lags, 1), 3),
 		}
 	}
-	met := lost == 0 && rt.resent == 0 && rt.severalIDs == 0 && rt.badSignatures == 0
+	met := lost == 0 && rt.resent == 0 && rt.regressions == 0 && rt.severalIDs == 0 && rt.badSignatures == 0
 	return result{Scenario: scChaos, Value: float64(lost), Unit: "events lost", Target: targets[scChaos], Met: met, Details: details}
 }
 
