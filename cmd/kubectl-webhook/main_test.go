@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -134,7 +135,9 @@ func newEndpoint(t *testing.T, ns, name string) *webhooksv1alpha1.WebhookEndpoin
 }
 
 // newEvent creates a DocumentEvent and, unless status is nil, writes its status as the operator would.
-func newEvent(t *testing.T, ns, name string, status *webhooksv1alpha1.DocumentEventStatus) {
+// A delivery without an id gets the one the operator gives it: from the UIDs of the event and of the
+// endpoint of that name, or, when no such endpoint exists, of an endpoint that no longer does.
+func newEvent(t *testing.T, ns, name string, status *webhooksv1alpha1.DocumentEventStatus) *webhooksv1alpha1.DocumentEvent {
 	t.Helper()
 	ctx := context.Background()
 	ev := &webhooksv1alpha1.DocumentEvent{
@@ -146,23 +149,42 @@ func newEvent(t *testing.T, ns, name string, status *webhooksv1alpha1.DocumentEv
 	}
 	if status != nil {
 		before := ev.DeepCopy()
-		ev.Status = *status
+		ev.Status = *status.DeepCopy()
+		for i := range ev.Status.Deliveries {
+			d := &ev.Status.Deliveries[i]
+			if d.DeliveryID != "" {
+				continue
+			}
+			endpointUID := types.UID("deleted-" + d.Endpoint)
+			ep := &webhooksv1alpha1.WebhookEndpoint{}
+			if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: d.Endpoint}, ep); err == nil {
+				endpointUID = ep.UID
+			}
+			d.DeliveryID = deliveryIDFor(ev.UID, endpointUID)
+		}
 		if err := k.Status().Patch(ctx, ev, client.MergeFrom(before)); err != nil {
 			t.Fatalf("patch status of %s: %v", name, err)
 		}
 	}
+	return ev
 }
 
-// eventStatus builds a status with one delivery per "endpoint=Phase" pair.
+// eventStatus builds a status with one delivery per "endpoint=Phase" or "endpoint=Phase:Reason" pair;
+// newEvent gives the deliveries their ids.
 func eventStatus(phase webhooksv1alpha1.DocumentEventPhase, deliveries ...string) *webhooksv1alpha1.DocumentEventStatus {
 	st := &webhooksv1alpha1.DocumentEventStatus{Phase: phase}
-	for i, d := range deliveries {
-		endpoint, deliveryPhase, _ := strings.Cut(d, "=")
-		st.Deliveries = append(st.Deliveries, webhooksv1alpha1.EndpointDelivery{
-			Endpoint:   endpoint,
-			DeliveryID: fmt.Sprintf("dlv_%d", i),
-			Phase:      webhooksv1alpha1.DeliveryPhase(deliveryPhase),
-		})
+	for _, d := range deliveries {
+		endpoint, state, _ := strings.Cut(d, "=")
+		deliveryPhase, reason, _ := strings.Cut(state, ":")
+		delivery := webhooksv1alpha1.EndpointDelivery{
+			Endpoint: endpoint,
+			Phase:    webhooksv1alpha1.DeliveryPhase(deliveryPhase),
+			Reason:   reason,
+		}
+		if delivery.Phase != webhooksv1alpha1.DeliveryPending {
+			delivery.Attempts = 1
+		}
+		st.Deliveries = append(st.Deliveries, delivery)
 	}
 	return st
 }

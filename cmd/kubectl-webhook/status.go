@@ -1,9 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -22,7 +26,11 @@ func newStatusCommand(o *options) *cobra.Command {
 		Short: "Summarize the WebhookEndpoints of a namespace",
 		Long: `Print one row per WebhookEndpoint: its Ready condition and reason, whether its circuit breaker is
 open, its last delivery (age, HTTP status, outcome), and how many DocumentEvents of its namespace
-are still pending to it and how many deliveries to it failed.`,
+are still pending to it and how many deliveries to it failed.
+
+A delivery counts for an endpoint only when it was made to that very object: its delivery id is derived
+from the event's and the endpoint's UIDs. Deliveries to an endpoint that was deleted, or deleted and
+created again under the same name, are counted below the table, by endpoint name, instead.`,
 		Example: `  kubectl webhook status -n acme
   kubectl webhook status -A`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -45,6 +53,14 @@ type endpointKey struct{ namespace, name string }
 // deliveryCounts are the per-endpoint totals of the status table.
 type deliveryCounts struct{ pending, failed int }
 
+// formerCounts are the pending and failed deliveries to an endpoint name that are not counted in the
+// table, because they were made to an endpoint that no longer exists under that name.
+type formerCounts struct {
+	deliveryCounts
+	// recreated is true when an endpoint of that name exists now, a newer one.
+	recreated bool
+}
+
 func runStatus(ctx context.Context, o *options, allNamespaces bool) error {
 	ns, _, err := o.namespace()
 	if err != nil {
@@ -61,14 +77,6 @@ func runStatus(ctx context.Context, o *options, allNamespaces bool) error {
 	if err != nil {
 		return fmt.Errorf("list WebhookEndpoints: %w", err)
 	}
-	if len(endpoints) == 0 {
-		where := "in " + ns + " namespace"
-		if allNamespaces {
-			where = "in any namespace"
-		}
-		_, err := fmt.Fprintf(o.streams.ErrOut, "No WebhookEndpoints found %s.\n", where)
-		return err
-	}
 
 	// A Delivered event has only delivered deliveries, so it adds to no count: let the server leave
 	// those out, which are usually nearly all of them.
@@ -80,25 +88,102 @@ func runStatus(ctx context.Context, o *options, allNamespaces bool) error {
 	if err != nil {
 		return fmt.Errorf("list DocumentEvents: %w", err)
 	}
-	counts := map[endpointKey]*deliveryCounts{}
-	for i := range endpoints {
-		counts[endpointKey{endpoints[i].Namespace, endpoints[i].Name}] = &deliveryCounts{}
+	counts, former := countDeliveries(endpoints, events)
+
+	if len(endpoints) == 0 {
+		where := "in " + ns + " namespace"
+		if allNamespaces {
+			where = "in any namespace"
+		}
+		if _, err := fmt.Fprintf(o.streams.ErrOut, "No WebhookEndpoints found %s.\n", where); err != nil {
+			return err
+		}
+	} else if err := printStatusTable(o.streams.Out, endpoints, counts, allNamespaces, time.Now()); err != nil {
+		return err
 	}
+	return printFormer(o.streams.Out, former, allNamespaces, len(endpoints) > 0)
+}
+
+// countDeliveries adds up the pending and failed deliveries per endpoint. A delivery counts for an
+// endpoint only when its delivery id is the one the operator gives deliveries to that endpoint object,
+// so that an endpoint deleted and created again under the same name is not charged with what was sent
+// to the earlier one; those deliveries, and those to deleted endpoints, are counted in former.
+func countDeliveries(endpoints []webhooksv1alpha1.WebhookEndpoint, events []webhooksv1alpha1.DocumentEvent) (
+	map[endpointKey]*deliveryCounts, map[endpointKey]*formerCounts) {
+	byKey := make(map[endpointKey]*webhooksv1alpha1.WebhookEndpoint, len(endpoints))
+	counts := make(map[endpointKey]*deliveryCounts, len(endpoints))
+	for i := range endpoints {
+		key := endpointKey{endpoints[i].Namespace, endpoints[i].Name}
+		byKey[key], counts[key] = &endpoints[i], &deliveryCounts{}
+	}
+	former := map[endpointKey]*formerCounts{}
 	for i := range events {
-		for _, d := range events[i].Status.Deliveries {
-			n := counts[endpointKey{events[i].Namespace, d.Endpoint}]
-			if n == nil {
-				continue // the endpoint was deleted
+		ev := &events[i]
+		for j := range ev.Status.Deliveries {
+			d := &ev.Status.Deliveries[j]
+			pending, failed := !d.Phase.IsFinal(), d.Phase == webhooksv1alpha1.DeliveryFailed
+			if !pending && !failed {
+				continue
 			}
-			switch {
-			case d.Phase == webhooksv1alpha1.DeliveryFailed:
+			key := endpointKey{ev.Namespace, d.Endpoint}
+			var n *deliveryCounts
+			if ep := byKey[key]; ep != nil && deliveryBelongsTo(ev, d, ep) {
+				n = counts[key]
+			} else {
+				f := former[key]
+				if f == nil {
+					f = &formerCounts{recreated: ep != nil}
+					former[key] = f
+				}
+				n = &f.deliveryCounts
+			}
+			if failed {
 				n.failed++
-			case !d.Phase.IsFinal():
+			} else {
 				n.pending++
 			}
 		}
 	}
-	return printStatusTable(o.streams.Out, endpoints, counts, allNamespaces, time.Now())
+	return counts, former
+}
+
+// printFormer writes, after the table, the deliveries that the table does not count because their
+// endpoint was deleted or re-created, per endpoint name.
+func printFormer(out io.Writer, former map[endpointKey]*formerCounts, allNamespaces, afterTable bool) error {
+	if len(former) == 0 {
+		return nil
+	}
+	keys := slices.SortedFunc(maps.Keys(former), func(a, b endpointKey) int {
+		return cmp.Or(cmp.Compare(a.namespace, b.namespace), cmp.Compare(a.name, b.name))
+	})
+	var total deliveryCounts
+	for _, key := range keys {
+		total.pending += former[key].pending
+		total.failed += former[key].failed
+	}
+	var b strings.Builder
+	if afterTable {
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "Deliveries to deleted or re-created endpoints, not counted above: %s\n", total)
+	for _, key := range keys {
+		f := former[key]
+		name := key.name
+		if allNamespaces {
+			name = key.namespace + "/" + key.name
+		}
+		what := "deleted"
+		if f.recreated {
+			what = "earlier endpoint, since re-created"
+		}
+		fmt.Fprintf(&b, "  %s (%s): %s\n", name, what, f.deliveryCounts)
+	}
+	_, err := io.WriteString(out, b.String())
+	return err
+}
+
+func (n deliveryCounts) String() string {
+	return fmt.Sprintf("%d pending, %d failed", n.pending, n.failed)
 }
 
 func printStatusTable(out io.Writer, endpoints []webhooksv1alpha1.WebhookEndpoint, counts map[endpointKey]*deliveryCounts,

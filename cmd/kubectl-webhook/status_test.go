@@ -28,9 +28,11 @@ func setEndpointStatus(t *testing.T, ns, name string, ready metav1.ConditionStat
 }
 
 // statusRows parses the table: the header's columns, then one map per row keyed by column. The LAST
-// DELIVERY cell holds spaces, so rows are cut at the header's column offsets.
-func statusRows(t *testing.T, table string) (header []string, rows []map[string]string) {
+// DELIVERY cell holds spaces, so rows are cut at the header's column offsets. The table ends at the
+// first empty line; what follows is returned as footer.
+func statusRows(t *testing.T, output string) (header []string, rows []map[string]string, footer string) {
 	t.Helper()
+	table, footer, _ := strings.Cut(output, "\n\n")
 	lines := strings.Split(strings.TrimRight(table, "\n"), "\n")
 	if len(lines) == 0 {
 		t.Fatal("empty table")
@@ -62,7 +64,7 @@ func statusRows(t *testing.T, table string) (header []string, rows []map[string]
 		}
 		rows = append(rows, row)
 	}
-	return header, rows
+	return header, rows, footer
 }
 
 func rowFor(rows []map[string]string, namespace, name string) map[string]string {
@@ -100,7 +102,7 @@ func TestStatus(t *testing.T) {
 
 	r := kubectlWebhook(t, "", "status", "-n", ns)
 	mustSucceed(t, r)
-	header, rows := statusRows(t, r.stdout)
+	header, rows, footer := statusRows(t, r.stdout)
 	wantHeader := []string{"NAME", "READY", "REASON", "CIRCUIT", "LAST DELIVERY", "PENDING", "FAILED"}
 	if strings.Join(header, "|") != strings.Join(wantHeader, "|") {
 		t.Fatalf("header = %q, want %q", header, wantHeader)
@@ -139,10 +141,16 @@ func TestStatus(t *testing.T) {
 		}
 	}
 
+	// e5's delivery to an endpoint that does not exist is counted below the table.
+	if want := "Deliveries to deleted or re-created endpoints, not counted above: 1 pending, 0 failed\n" +
+		"  deleted-endpoint (deleted): 1 pending, 0 failed\n"; footer != want {
+		t.Errorf("footer = %q, want %q", footer, want)
+	}
+
 	// -A adds the NAMESPACE column and covers both namespaces.
 	r = kubectlWebhook(t, "", "status", "-A")
 	mustSucceed(t, r)
-	header, rows = statusRows(t, r.stdout)
+	header, rows, footer = statusRows(t, r.stdout)
 	if header[0] != "NAMESPACE" || header[1] != "NAME" {
 		t.Fatalf("-A header = %q", header)
 	}
@@ -154,6 +162,55 @@ func TestStatus(t *testing.T) {
 	}
 	if row := rowFor(rows, ns, "alpha"); row == nil || row["PENDING"] != "2" || row["FAILED"] != "1" {
 		t.Errorf("-A row of %s/alpha = %v", ns, row)
+	}
+	// Other tests leave events in their namespaces too: look for this one's line only.
+	if want := "\n  " + ns + "/deleted-endpoint (deleted): 1 pending, 0 failed\n"; !strings.Contains(footer, want) {
+		t.Errorf("-A footer lacks %q: %q", want, footer)
+	}
+}
+
+// TestStatusRecreatedEndpoint: an endpoint deleted and created again under the same name is charged only
+// with the deliveries to itself; those to the earlier one, and to deleted endpoints, are counted apart.
+func TestStatusRecreatedEndpoint(t *testing.T) {
+	ns := newNamespace(t)
+	newEndpoint(t, ns, "alpha")
+	newEndpoint(t, ns, "old")
+	newEvent(t, ns, "e1", eventStatus(webhooksv1alpha1.DocumentEventFailed, "alpha=Failed", "old=Failed"))
+	newEvent(t, ns, "e2", eventStatus(webhooksv1alpha1.DocumentEventDelivering, "alpha=Retrying", "old=Delivered"))
+	recreateEndpoint(t, ns, "alpha")
+	deleteEndpoint(t, ns, "old")
+	newEvent(t, ns, "e3", eventStatus(webhooksv1alpha1.DocumentEventFailed, "alpha=Failed"))
+	newEvent(t, ns, "e4", eventStatus(webhooksv1alpha1.DocumentEventDelivering, "alpha=Pending"))
+
+	r := kubectlWebhook(t, "", "status", "-n", ns)
+	mustSucceed(t, r)
+	_, rows, footer := statusRows(t, r.stdout)
+	if len(rows) != 1 {
+		t.Fatalf("want 1 row, got %d: %s", len(rows), r)
+	}
+	// Only e3 and e4 were delivered to the alpha that exists now.
+	if row := rowFor(rows, "", "alpha"); row == nil || row["PENDING"] != "1" || row["FAILED"] != "1" {
+		t.Errorf("alpha row = %v, want 1 pending and 1 failed", row)
+	}
+	want := "Deliveries to deleted or re-created endpoints, not counted above: 1 pending, 2 failed\n" +
+		"  alpha (earlier endpoint, since re-created): 1 pending, 1 failed\n" +
+		"  old (deleted): 0 pending, 1 failed\n"
+	if footer != want {
+		t.Errorf("footer:\n%s\nwant:\n%s", footer, want)
+	}
+
+	// Without endpoints there is no table, but the deliveries are still counted.
+	deleteEndpoint(t, ns, "alpha")
+	r = kubectlWebhook(t, "", "status", "-n", ns)
+	mustSucceed(t, r)
+	if !strings.Contains(r.stderr, "No WebhookEndpoints found in "+ns+" namespace.") {
+		t.Errorf("no note that there are no endpoints: %s", r)
+	}
+	want = "Deliveries to deleted or re-created endpoints, not counted above: 2 pending, 3 failed\n" +
+		"  alpha (deleted): 2 pending, 2 failed\n" +
+		"  old (deleted): 0 pending, 1 failed\n"
+	if r.stdout != want {
+		t.Errorf("stdout:\n%s\nwant:\n%s", r.stdout, want)
 	}
 }
 
