@@ -135,6 +135,11 @@ func (r *DocumentEventReconciler) recordOutcomes(ctx context.Context, s *eventSc
 			}
 			r.recordSent(ctx, s, d, ep, o)
 		case engine.Held:
+			if o.Readiness.Reason == webhooksv1alpha1.AttemptsExhaustedReason {
+				d.Phase, d.Reason, d.NextAttemptTime = webhooksv1alpha1.DeliveryFailed, webhooksv1alpha1.AttemptsExhaustedReason, nil
+				r.afterFinished(s, d)
+				continue
+			}
 			markWaiting(d, o.Readiness)
 			s.held = true
 			s.requeueWithin(o.Wait)
@@ -258,6 +263,7 @@ func (r *DocumentEventReconciler) startDue(ctx context.Context, s *eventScope) e
 			EndpointUID: ep.UID,
 			DeliveryID:  d.DeliveryID,
 			MaxInFlight: ep.GetMaxInFlight(),
+			Attempts:    d.Attempts,
 			Body:        body,
 		})
 		if d.Reason == webhooksv1alpha1.EndpointNotReadyReason || d.Reason == webhooksv1alpha1.DestinationBlockedReason {

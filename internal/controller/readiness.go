@@ -185,6 +185,7 @@ func engineEndpoint(in *readinessInput) engine.Endpoint {
 			Scheme:  signature.Scheme(ep.GetSignatureScheme()),
 		},
 		MaxInFlight:         ep.GetMaxInFlight(),
+		MaxAttempts:         ep.GetMaxAttempts(),
 		FailureThreshold:    ep.GetFailureThreshold(),
 		Cooldown:            ep.GetCooldown(),
 		ConsecutiveFailures: ep.Status.ConsecutiveFailures,

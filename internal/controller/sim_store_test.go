@@ -146,6 +146,9 @@ func (s *simStore) catchUp(k simKey) {
 	}
 	old := s.cachedVersion(k)
 	s.cached[k] = last
+	if old == nil && versions[last] == nil {
+		return // created and deleted again before the cache saw it
+	}
 	if s.onCacheChange != nil {
 		s.onCacheChange(old, versions[last])
 	}

@@ -78,8 +78,8 @@ const (
 	simNamespaces       = 2
 	simEndpointsPerNS   = 3
 	simSettleBound      = 4 * time.Hour
-	simAPIFaultRate     = 0.04
-	simCacheCatchUpRate = 0.6
+	simAPIFaultRate     = 0.08
+	simCacheCatchUpRate = 0.4
 )
 
 type reqKind int
@@ -136,6 +136,8 @@ type simManager struct {
 	endpoints *WebhookEndpointReconciler
 	spawnMu   sync.Mutex
 	spawned   []func()
+	// stopping is set when graceful shutdown began: no attempt may start after it.
+	stopping bool
 }
 
 func newSimulation(t *testing.T, seed uint64) *simulation {
@@ -184,6 +186,9 @@ func (sim *simulation) start() {
 				return // the process that would run it is gone
 			}
 			mgr.spawnMu.Lock()
+			if mgr.stopping {
+				sim.violation("an attempt started after graceful shutdown began")
+			}
 			mgr.spawned = append(mgr.spawned, attempt)
 			mgr.spawnMu.Unlock()
 		},
@@ -195,6 +200,8 @@ func (sim *simulation) start() {
 	sim.mgr = mgr
 
 	clear(sim.queue)
+	// What a new process knows of a circuit is what the status says when it first admits an attempt.
+	clear(sim.circuits)
 	sim.store.catchUpAll()
 	for _, k := range sim.store.sortedKeys() {
 		if sim.store.latest(k) == nil {
@@ -205,10 +212,6 @@ func (sim *simulation) start() {
 			sim.enqueue(reqEvent, k.NamespacedName, 0)
 		case "WebhookEndpoint":
 			sim.enqueue(reqEndpoint, k.NamespacedName, 0)
-			ep := sim.store.latest(k).(*webhooksv1alpha1.WebhookEndpoint)
-			// What the new process knows of the circuit is what the status says.
-			sim.circuits[ep.UID] = &circuitModel{failures: ep.Status.ConsecutiveFailures,
-				open: ep.Status.ConsecutiveFailures >= ep.GetFailureThreshold()}
 		}
 	}
 }
@@ -308,14 +311,47 @@ func (sim *simulation) observe(obj client.Object) {
 	}
 }
 
+// checkSummaries checks that an endpoint summary the engine holds as written is what the status says.
+func (sim *simulation) checkSummaries() {
+	for _, k := range sim.store.sortedKeys() {
+		ep, ok := sim.store.latest(k).(*webhooksv1alpha1.WebhookEndpoint)
+		if !ok || ep == nil {
+			continue
+		}
+		failures, written, known := sim.mgr.shared.engine.SummaryWritten(ep.UID)
+		if known && written && failures != ep.Status.ConsecutiveFailures {
+			sim.violation("endpoint %s: the engine counts %d consecutive failures as written, the status says %d",
+				ep.Name, failures, ep.Status.ConsecutiveFailures)
+		}
+	}
+}
+
 // step is one operation of the simulated world, then the reconciles and attempts it causes.
 func (sim *simulation) step() {
-	if sim.rng.Float64() < 0.35 {
+	defer sim.checkSummaries()
+	if sim.rng.Float64() < 0.5 {
 		sim.operate()
 	}
+	sim.spuriousReconcile()
 	sim.store.catchUpSome(simCacheCatchUpRate)
 	sim.reconcileDue()
 	sim.advance(time.Duration(sim.rng.Int64N(int64(3 * time.Second))))
+}
+
+// spuriousReconcile requeues a random object now and then, as resyncs and unrelated watch events do:
+// a reconcile must be harmless whenever it runs, whatever copy of the object the cache serves.
+func (sim *simulation) spuriousReconcile() {
+	if sim.rng.Float64() >= 0.3 {
+		return
+	}
+	keys := sim.store.sortedKeys()
+	k := keys[sim.rng.IntN(len(keys))]
+	switch k.kind {
+	case "DocumentEvent":
+		sim.enqueue(reqEvent, k.NamespacedName, 0)
+	case "WebhookEndpoint":
+		sim.enqueue(reqEndpoint, k.NamespacedName, 0)
+	}
 }
 
 // operate applies one random change to the world.
@@ -324,7 +360,9 @@ func (sim *simulation) operate() {
 	name := fmt.Sprintf("ep-%d", sim.rng.IntN(simEndpointsPerNS))
 	switch p := sim.rng.IntN(100); {
 	case p < 30:
-		sim.createEvent(ns)
+		for range 1 + sim.rng.IntN(6) {
+			sim.createEvent(ns)
+		}
 	case p < 38:
 		sim.editEndpoint(ns, name)
 	case p < 46:
@@ -391,7 +429,7 @@ func (sim *simulation) createEndpoint(ns, name string) {
 
 func (sim *simulation) randomizeSettings(ep *webhooksv1alpha1.WebhookEndpoint) {
 	ep.Spec.Timeout = &metav1.Duration{Duration: time.Duration(1+sim.rng.IntN(5)) * time.Second}
-	ep.Spec.MaxInFlight = int32(1 + sim.rng.IntN(4))
+	ep.Spec.MaxInFlight = int32(1 + sim.rng.IntN(3))
 	ep.Spec.Retry = &webhooksv1alpha1.RetryPolicy{
 		MaxAttempts:     int32(2 + sim.rng.IntN(6)),
 		InitialInterval: &metav1.Duration{Duration: time.Duration(200+sim.rng.IntN(800)) * time.Millisecond},
@@ -515,13 +553,17 @@ func (sim *simulation) gracefulRestart() {
 	done := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	shared := sim.mgr.shared
+	mgr := sim.mgr
+	mgr.spawnMu.Lock()
+	mgr.stopping = true
+	mgr.spawnMu.Unlock()
 	go func() {
 		defer close(done)
-		_ = shared.Start(ctx)
+		_ = mgr.shared.Start(ctx)
 	}()
 	for {
 		synctest.Wait()
+		sim.runAttempts()
 		select {
 		case <-done:
 			sim.start()
@@ -763,6 +805,11 @@ func (sim *simulation) checkSettled(took time.Duration) {
 			sim.violation("engine still holds endpoint %s (uid %s), which no longer exists", key, uid)
 		}
 	}
+	for _, uid := range sim.mgr.shared.engine.KnownUIDs() {
+		if !live[uid] {
+			sim.violation("engine still holds state for endpoint uid %s, which no longer exists", uid)
+		}
+	}
 	if st.Health > len(live) || st.Tests > len(live) {
 		sim.violation("engine holds %d health and %d test entries for %d endpoints", st.Health, st.Tests, len(live))
 	}
@@ -970,7 +1017,9 @@ func (sim *simulation) checkAttempt(req delivery.Request) *webhooksv1alpha1.Webh
 	}
 	if key, ok := sim.eventKeyOf[evUID]; ok {
 		if obj := sim.store.latest(simKey{"DocumentEvent", key}); obj != nil {
-			if d := deliveryByID(obj.(*webhooksv1alpha1.DocumentEvent), req.ID); d != nil && d.Attempts >= ep.GetMaxAttempts() {
+			// A redelivery starts over; its reset is written after its first attempts are submitted.
+			ev := obj.(*webhooksv1alpha1.DocumentEvent)
+			if d := deliveryByID(ev, req.ID); d != nil && !redeliveryRequested(ev) && d.Attempts >= ep.GetMaxAttempts() {
 				sim.violation("attempt %s starts with %d attempts recorded; maxAttempts is %d", req.ID, d.Attempts, ep.GetMaxAttempts())
 			}
 		}
@@ -980,7 +1029,7 @@ func (sim *simulation) checkAttempt(req delivery.Request) *webhooksv1alpha1.Webh
 	}
 	c := sim.circuits[ep.UID]
 	if c == nil {
-		c = &circuitModel{}
+		c = &circuitModel{failures: ep.Status.ConsecutiveFailures, open: ep.Status.ConsecutiveFailures >= ep.GetFailureThreshold()}
 		sim.circuits[ep.UID] = c
 	}
 	if c.open {

@@ -231,7 +231,7 @@ func (s *Sender) Send(ctx context.Context, r Request) Result {
 	res := Result{Start: start}
 	finish := func() Result {
 		res.Duration = s.now().Sub(start)
-		res.Error = truncate(res.Error, MaxErrorLength)
+		res.Error = Truncate(res.Error, MaxErrorLength)
 		return res
 	}
 
@@ -356,7 +356,9 @@ func printable(b []byte) string {
 	return strings.TrimSpace(s)
 }
 
-func truncate(s string, n int) string {
+// Truncate shortens s to at most n bytes on a rune boundary, marking the cut with "...", so that a
+// message fits a status field's schema limit.
+func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

@@ -446,7 +446,7 @@ func TestTruncate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := truncate(tc.in, tc.n)
+			got := Truncate(tc.in, tc.n)
 			if got != tc.want {
 				t.Fatalf("truncate = %q, want %q", got, tc.want)
 			}

@@ -43,6 +43,7 @@ type Endpoint struct {
 	// fills in the id, the body and the test flag.
 	Request          delivery.Request
 	MaxInFlight      int
+	MaxAttempts      int32
 	FailureThreshold int32
 	Cooldown         time.Duration
 	// ConsecutiveFailures is the durable copy of the failure count (status.consecutiveFailures); it seeds
@@ -69,6 +70,9 @@ type Attempt struct {
 	DeliveryID  string
 	// MaxInFlight is the endpoint's bound as the caller saw it; the lookup at start refreshes it.
 	MaxInFlight int
+	// Attempts is how many attempts the delivery has recorded: none is admitted once the endpoint's
+	// current maxAttempts is reached (it may have been lowered while this one waited).
+	Attempts int32
 	// Body returns the payload. It is called once, when the attempt is admitted, so that the many
 	// reconciles that only record results never encode.
 	Body func() ([]byte, error)
@@ -326,6 +330,12 @@ func (e *Engine) attempt(l *lane, a Attempt) Outcome {
 		out.Kind, out.Readiness = Held, rd
 		return out
 	}
+	if !test && ep.MaxAttempts > 0 && a.Attempts >= ep.MaxAttempts {
+		out.Kind = Held
+		out.Readiness = Readiness{Reason: webhooksv1alpha1.AttemptsExhaustedReason,
+			Message: fmt.Sprintf("%d attempts made; spec.retry.maxAttempts is now %d", a.Attempts, ep.MaxAttempts)}
+		return out
+	}
 	body, err := a.Body()
 	if err != nil {
 		out.Kind = Unencodable
@@ -494,6 +504,28 @@ func (e *Engine) Stats() Stats {
 		Lanes: len(e.lanes), Health: len(e.health), Tests: len(e.tests), Mailbox: len(e.mailbox),
 		Busy: len(e.busy), InFlight: e.inFlight, Endpoints: len(e.uidOf),
 	}
+}
+
+// KnownUIDs returns the endpoint UIDs the engine holds any state for: a lane, health or a test run.
+func (e *Engine) KnownUIDs() []types.UID {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	seen := map[types.UID]bool{}
+	for uid := range e.lanes {
+		seen[uid] = true
+	}
+	for uid := range e.health {
+		seen[uid] = true
+	}
+	for uid := range e.tests {
+		seen[uid] = true
+	}
+	out := make([]types.UID, 0, len(seen))
+	for uid := range seen {
+		out = append(out, uid)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // KnownEndpoints returns the endpoint names and UIDs the engine holds state for.

@@ -146,6 +146,17 @@ func outcome(t *testing.T, e *Engine, event types.NamespacedName) Outcome {
 	return outs[0]
 }
 
+// sendOne submits one attempt of event to ep, waits past the sender's delay, and acknowledges the outcome.
+func sendOne(t *testing.T, e *Engine, ep Endpoint, event string) Outcome {
+	t.Helper()
+	key := types.NamespacedName{Namespace: ep.Key.Namespace, Name: event}
+	e.Submit(attemptFor(ep, event, "id-"+event))
+	time.Sleep(2 * time.Second)
+	out := outcome(t, e, key)
+	e.Ack(key, []Outcome{out})
+	return out
+}
+
 func TestAdmissionUsesTheEndpointAsItIsWhenTheAttemptStarts(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -231,14 +242,7 @@ func TestCircuitAdmitsOneProbePerCooldownAndOnlyTheProbeMovesIt(t *testing.T) {
 		eps := endpointsOf(ep)
 		sender := newFakeSender(time.Second, failed)
 		e := newTestEngine(sender, eps, 8, 8)
-		run := func(event string) Outcome {
-			t.Helper()
-			e.Submit(attemptFor(ep, event, "id-"+event))
-			time.Sleep(2 * time.Second)
-			out := outcome(t, e, types.NamespacedName{Namespace: "acme", Name: event})
-			e.Ack(types.NamespacedName{Namespace: "acme", Name: event}, []Outcome{out})
-			return out
-		}
+		run := func(event string) Outcome { return sendOne(t, e, ep, event) }
 		run("a")
 		if out := run("b"); out.Circuit != CircuitOpened {
 			t.Fatalf("second failure: circuit %v, want opened", out.Circuit)
@@ -257,19 +261,15 @@ func TestCircuitAdmitsOneProbePerCooldownAndOnlyTheProbeMovesIt(t *testing.T) {
 func TestBlockedProbeDoesNotWedgeTheCircuit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ep := endpoint("acme", "ep", "uid-1")
-		ep.FailureThreshold, ep.MaxInFlight = 1, 1
+		// A cool-down much shorter than the timeout: only a probe that reported back lets the next one
+		// through this soon (the safety net for a probe that never reports waits twice the timeout).
+		ep.FailureThreshold, ep.MaxInFlight, ep.Cooldown, ep.Request.Timeout = 1, 1, 5*time.Second, time.Minute
 		eps := endpointsOf(ep)
 		sender := newFakeSender(time.Second, failed)
 		e := newTestEngine(sender, eps, 8, 8)
-		submit := func(event string) Outcome {
-			e.Submit(attemptFor(ep, event, "id-"+event))
-			time.Sleep(2 * time.Second)
-			out := outcome(t, e, types.NamespacedName{Namespace: "acme", Name: event})
-			e.Ack(types.NamespacedName{Namespace: "acme", Name: event}, []Outcome{out})
-			return out
-		}
+		submit := func(event string) Outcome { return sendOne(t, e, ep, event) }
 		submit("opens")
-		time.Sleep(time.Minute)
+		time.Sleep(ep.Cooldown)
 		// The probe's dial is refused by the egress policy.
 		sender.setAnswer(func(delivery.Request) delivery.Result {
 			return delivery.Result{Blocked: true, Error: "destination blocked"}
@@ -281,7 +281,7 @@ func TestBlockedProbeDoesNotWedgeTheCircuit(t *testing.T) {
 		eps.edit(ep.Key, func(e *Endpoint) { e.Generation, e.Request.URL = 2, "https://fixed.example/hook" })
 		ep.Generation = 2
 		sender.setAnswer(ok)
-		time.Sleep(time.Minute)
+		time.Sleep(ep.Cooldown)
 		if out := submit("after-fix"); out.Kind != Sent || out.Circuit != CircuitClosed {
 			t.Fatalf("after the URL was fixed: %v circuit %v, want a probe that closes the circuit", out.Kind, out.Circuit)
 		}

@@ -152,11 +152,18 @@ const blockedHint = "; deliveries wait until spec.url changes"
 func (e *Engine) blockedReadiness(ep Endpoint) Readiness {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	h := e.healthLocked(ep)
-	if h.blockedGeneration == 0 || h.blockedGeneration != ep.Generation {
+	generation, message := int64(0), ""
+	if h, ok := e.health[ep.UID]; ok {
+		generation, message = h.blockedGeneration, h.blockedMessage
+	} else if ep.DestinationBlocked != "" {
+		// Not seen yet by this process: what the status says. The entry itself is only created from
+		// a fresh lookup, when an attempt starts.
+		generation, message = ep.Generation, strings.TrimSuffix(ep.DestinationBlocked, blockedHint)
+	}
+	if generation == 0 || generation != ep.Generation {
 		return ep.Readiness
 	}
-	return Readiness{Reason: webhooksv1alpha1.DestinationBlockedReason, Message: h.blockedMessage + blockedHint}
+	return Readiness{Reason: webhooksv1alpha1.DestinationBlockedReason, Message: message + blockedHint}
 }
 
 // circuitReadiness describes an open circuit.
@@ -250,6 +257,18 @@ func (e *Engine) SummaryDue(uid types.UID, interval time.Duration) (s Summary, d
 		s.Last = h.last.DeepCopy()
 	}
 	return s, true, 0
+}
+
+// SummaryWritten reports the endpoint's failure count and whether the engine holds it as written to the
+// status (nothing pending). ok is false when the engine holds nothing for the endpoint.
+func (e *Engine) SummaryWritten(uid types.UID) (failures int32, written, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	h, ok := e.health[uid]
+	if !ok {
+		return 0, false, false
+	}
+	return h.failures, h.version == h.flushed, true
 }
 
 // Flushed confirms that the summary was written to the status.
