@@ -77,7 +77,11 @@ func (r *DocumentEventReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		// An outcome that arrives after its delivery ended (say, the endpoint was deleted meanwhile)
 		// has nothing left to change.
 		r.shared.engine.Discard(req.NamespacedName)
+		r.fresh.forget(req.NamespacedName)
 		return r.expire(ctx, ev)
+	}
+	if wait, stale, err := r.checkEarlierLeader(ctx, ev); err != nil || stale {
+		return ctrl.Result{RequeueAfter: wait}, client.IgnoreNotFound(err)
 	}
 
 	s := newEventScope(ev, r.shared.engine.Outcomes(req.NamespacedName), r.shared.clock.Now())
@@ -95,6 +99,27 @@ func (r *DocumentEventReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		}
 	}
 	return ctrl.Result{RequeueAfter: s.requeue}, nil
+}
+
+// earlierLeaderSlack widens the window of events that an earlier leader may have written: its clock and
+// the API server's creationTimestamp need not agree with ours.
+const earlierLeaderSlack = time.Minute
+
+// checkEarlierLeader reads, once per process, an unfinished event that existed before this process
+// became leader straight from the API server, and reports the cache as stale until it has caught up with
+// that version: an earlier leader may have recorded a delivery that this cache does not show yet.
+func (r *DocumentEventReconciler) checkEarlierLeader(ctx context.Context, ev *webhooksv1alpha1.DocumentEvent) (time.Duration, bool, error) {
+	key := client.ObjectKeyFromObject(ev)
+	if !ev.CreationTimestamp.Time.Before(r.shared.leaderSince().Add(earlierLeaderSlack)) || r.fresh.liveChecked(key) {
+		return 0, false, nil
+	}
+	live := &webhooksv1alpha1.DocumentEvent{}
+	if err := r.APIReader.Get(ctx, key, live); err != nil {
+		return 0, false, fmt.Errorf("read DocumentEvent from the API server: %w", err)
+	}
+	r.fresh.readLive(key, live.ResourceVersion)
+	wait, stale := r.fresh.stale(key, ev.ResourceVersion)
+	return wait, stale, nil
 }
 
 // eventPhase is one named step of a DocumentEvent reconcile.

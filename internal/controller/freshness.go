@@ -14,13 +14,36 @@ const staleRetry = 50 * time.Millisecond
 // freshnessGuard remembers the resourceVersion of each status patch this process made, so that a
 // reconcile that reads an older copy from the informer cache waits for the cache instead of repeating
 // attempts that are already recorded. Entries are dropped once the cache has caught up.
+//
+// Writes by an earlier leader are another matter: a standby that takes over has watched all along, and
+// its cache may lag behind the last status writes of the leader it replaces (an API server outage makes
+// that lag long). So the first time this process would act on an event that existed before it became
+// leader, it reads the event from the API server once (liveChecked) and waits for the cache to reach
+// that version.
 type freshnessGuard struct {
 	mu      sync.Mutex
 	written map[types.NamespacedName]uint64
+	checked map[types.NamespacedName]struct{}
 }
 
 func newFreshnessGuard() *freshnessGuard {
-	return &freshnessGuard{written: map[types.NamespacedName]uint64{}}
+	return &freshnessGuard{written: map[types.NamespacedName]uint64{}, checked: map[types.NamespacedName]struct{}{}}
+}
+
+// liveChecked reports whether the event was already read from the API server in this process.
+func (g *freshnessGuard) liveChecked(key types.NamespacedName) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, ok := g.checked[key]
+	return ok
+}
+
+// readLive records the version the API server returned for the event.
+func (g *freshnessGuard) readLive(key types.NamespacedName, resourceVersion string) {
+	g.mu.Lock()
+	g.checked[key] = struct{}{}
+	g.mu.Unlock()
+	g.wrote(key, resourceVersion)
 }
 
 // wrote records the resourceVersion returned by a successful patch.
@@ -55,5 +78,6 @@ func (g *freshnessGuard) stale(key types.NamespacedName, cachedVersion string) (
 func (g *freshnessGuard) forget(key types.NamespacedName) {
 	g.mu.Lock()
 	delete(g.written, key)
+	delete(g.checked, key)
 	g.mu.Unlock()
 }

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -60,6 +61,16 @@ type Shared struct {
 	events client.Reader
 	// recordOnShutdown records the outcomes that finished while the manager was stopping.
 	recordOnShutdown func(ctx context.Context, events []types.NamespacedName)
+	// leader is when this process became leader (or, without leader election, started delivering).
+	leader     sync.Once
+	leaderTime time.Time
+}
+
+// leaderSince returns when this process became leader: the first time either the engine's lifecycle
+// started or a reconcile asked, since both start when the lease is won.
+func (s *Shared) leaderSince() time.Time {
+	s.leader.Do(func() { s.leaderTime = s.clock.Now() })
+	return s.leaderTime
 }
 
 // NewShared builds the engine and adds its lifecycle to the manager. Endpoints and Secret metadata are
@@ -115,6 +126,7 @@ const shutdownRecordTimeout = 15 * time.Second
 // Start implements manager.Runnable: when the manager stops, the engine starts nothing new, lets the
 // attempts in flight finish and their outcomes are recorded before the process exits.
 func (s *Shared) Start(ctx context.Context) error {
+	s.leaderSince()
 	<-ctx.Done()
 	events := s.engine.Stop()
 	if len(events) > 0 && s.recordOnShutdown != nil {

@@ -339,6 +339,15 @@ func (w *simStatusWriter) Patch(_ context.Context, obj client.Object, patch clie
 	if err != nil {
 		return err
 	}
+	var precondition struct {
+		Metadata struct {
+			ResourceVersion string `json:"resourceVersion"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal(data, &precondition); err == nil && precondition.Metadata.ResourceVersion != "" &&
+		precondition.Metadata.ResourceVersion != current.GetResourceVersion() {
+		return apierrors.NewConflict(schema.GroupResource{Resource: k.kind}, k.Name, fmt.Errorf("the object has been modified"))
+	}
 	original, err := json.Marshal(current)
 	if err != nil {
 		return err

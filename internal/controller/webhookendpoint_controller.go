@@ -80,7 +80,10 @@ func (r *WebhookEndpointReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	s := &endpointScope{ep: ep, base: ep.DeepCopy()}
 	defer func() {
 		if !equality.Semantic.DeepEqual(s.base.Status, ep.Status) {
-			if err := r.Status().Patch(ctx, ep, client.MergeFrom(s.base)); err != nil {
+			// With the resourceVersion as a precondition: a patch computed from a stale cached copy would
+			// leave out a summary field that the copy already shows, while the object no longer has it.
+			patch := client.MergeFromWithOptions(s.base, client.MergeFromWithOptimisticLock{})
+			if err := r.Status().Patch(ctx, ep, patch); err != nil {
 				retErr = errors.Join(retErr, fmt.Errorf("patch WebhookEndpoint status: %w", err))
 				return
 			}
