@@ -87,7 +87,8 @@ func (r *DocumentEventReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	s := newEventScope(ev, r.shared.engine.Outcomes(req.NamespacedName), r.shared.clock.Now())
 	defer func() {
 		if err := r.patchStatus(ctx, s); err != nil {
-			retErr = errors.Join(retErr, err)
+			// Retried with backoff; a requeue time alongside an error would be ignored anyway.
+			result, retErr = ctrl.Result{}, errors.Join(retErr, err)
 			return
 		}
 		r.shared.engine.Ack(req.NamespacedName, s.recorded)

@@ -84,7 +84,7 @@ func (r *WebhookEndpointReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 			// leave out a summary field that the copy already shows, while the object no longer has it.
 			patch := client.MergeFromWithOptions(s.base, client.MergeFromWithOptimisticLock{})
 			if err := r.Status().Patch(ctx, ep, patch); err != nil {
-				retErr = errors.Join(retErr, fmt.Errorf("patch WebhookEndpoint status: %w", err))
+				result, retErr = ctrl.Result{}, errors.Join(retErr, fmt.Errorf("patch WebhookEndpoint status: %w", err))
 				return
 			}
 		}

@@ -99,15 +99,23 @@ func TestEgressPolicyBlocksLoopbackAtDialTime(t *testing.T) {
 	g.Eventually(func() string { return blocked().Reason }, 10*time.Second, 100*time.Millisecond).
 		Should(Equal(webhooksv1alpha1.DestinationBlockedReason))
 	g.Expect(blocked().LastError).To(ContainSubstring("127.0.0.0/8"))
-	g.Consistently(func() int32 { return blocked().Attempts }, 1500*time.Millisecond, 100*time.Millisecond).
-		Should(Equal(int32(1)), "no retry while the spec is unchanged, despite a 50ms retry interval")
+	refusedAt := blocked().LastAttemptTime
+	g.Expect(refusedAt).NotTo(BeNil(), "the refused dial is recorded")
+	// Nothing left the operator: the refused dial does not count against maxAttempts, and it is not
+	// retried while the spec is unchanged, despite a 50ms retry interval.
+	g.Consistently(func() string {
+		d := blocked()
+		return fmt.Sprintf("attempts=%d lastAttemptTime=%s", d.Attempts, d.LastAttemptTime.Format(time.RFC3339Nano))
+	}, 1500*time.Millisecond, 100*time.Millisecond).
+		Should(Equal("attempts=0 lastAttemptTime=" + refusedAt.Format(time.RFC3339Nano)))
 
 	ep := getEndpoint(t, ns, "host-name")
 	patch := client.MergeFrom(ep.DeepCopy())
 	ep.Spec.URL = "http://localhost:" + port + "/moved"
 	g.Expect(cluster.Client.Patch(ctx, ep, patch)).To(Succeed())
-	g.Eventually(func() int32 { return blocked().Attempts }, 10*time.Second, 100*time.Millisecond).
-		Should(Equal(int32(2)), "a spec change allows one more attempt")
+	g.Eventually(func() bool { return blocked().LastAttemptTime.After(refusedAt.Time) }, 10*time.Second, 100*time.Millisecond).
+		Should(BeTrue(), "a spec change allows one more attempt")
+	g.Expect(blocked().Attempts).To(BeZero(), "a refused dial never counts as an attempt")
 
 	g.Expect(getEvent(t, ns, "to-ip-literal").GetDelivery("ip-literal").Attempts).To(BeZero())
 	g.Expect(hits.Load()).To(BeZero(), "nothing reached the loopback receiver")
