@@ -211,7 +211,7 @@ func (r *DocumentEventReconciler) expire(ctx context.Context, ev *webhooksv1alph
 	err := r.Delete(ctx, ev, client.Preconditions{UID: &ev.UID, ResourceVersion: &ev.ResourceVersion})
 	if apierrors.IsConflict(err) {
 		// Changed since we read it (a redelivery, say): look again.
-		return ctrl.Result{Requeue: true}, nil
+		return ctrl.Result{RequeueAfter: staleRetry}, nil
 	}
 	if client.IgnoreNotFound(err) != nil {
 		return ctrl.Result{}, fmt.Errorf("delete expired DocumentEvent: %w", err)

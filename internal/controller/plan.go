@@ -173,10 +173,12 @@ func summarize(ev *webhooksv1alpha1.DocumentEvent, now time.Time) time.Duration 
 			if d.Attempts > 0 {
 				attempted++
 			}
-			if d.NextAttemptTime != nil && d.Reason != webhooksv1alpha1.EndpointNotReadyReason &&
-				d.Reason != webhooksv1alpha1.DestinationBlockedReason {
-				wait := max(d.NextAttemptTime.Sub(now), time.Millisecond)
-				if requeue == 0 || wait < requeue {
+			// Only retries still ahead: one that is due was submitted by this reconcile (its outcome
+			// wakes the event) or is held for a reason with a wake-up of its own. Requeueing for it
+			// would spin while the attempt waits in its endpoint's lane.
+			if d.NextAttemptTime != nil && d.NextAttemptTime.After(now) &&
+				d.Reason != webhooksv1alpha1.EndpointNotReadyReason && d.Reason != webhooksv1alpha1.DestinationBlockedReason {
+				if wait := d.NextAttemptTime.Sub(now); requeue == 0 || wait < requeue {
 					requeue = wait
 				}
 			}

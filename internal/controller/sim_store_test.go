@@ -247,9 +247,12 @@ func (c *simClient) List(_ context.Context, list client.ObjectList, opts ...clie
 		return err
 	}
 	var items []client.Object
-	for _, k := range c.store.sortedKeys() {
+	keys := c.store.sortedKeys()
+	// Keys sort by kind, then namespace: start at the first key of the kind (and namespace).
+	first, _ := slices.BinarySearchFunc(keys, simKey{kind: kind, NamespacedName: types.NamespacedName{Namespace: o.Namespace}}, compareSimKeys)
+	for _, k := range keys[first:] {
 		if k.kind != kind || (o.Namespace != "" && k.Namespace != o.Namespace) {
-			continue
+			break
 		}
 		obj := c.read(k)
 		if obj == nil || !matchesFields(obj, o.FieldSelector) {

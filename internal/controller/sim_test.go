@@ -79,7 +79,7 @@ const (
 	simEndpointsPerNS   = 3
 	simSettleBound      = 4 * time.Hour
 	simAPIFaultRate     = 0.08
-	simCacheCatchUpRate = 0.4
+	simCacheCatchUpRate = 0.3
 )
 
 type reqKind int
@@ -109,17 +109,16 @@ type simulation struct {
 	created     int
 
 	// Observations for the invariants.
-	eventUID     map[string]types.UID // documentId → event UID
-	eventKeyOf   map[types.UID]types.NamespacedName
-	deliveredAt  map[string]time.Time // delivery id → when it was recorded Delivered
-	finishedAt   map[types.UID]time.Time
-	ttlOf        map[types.UID]time.Duration
-	testValues   map[string]string // test id → annotation value
-	testsSent    map[string]int    // test id + incarnation → requests
-	blockedGen   map[string]bool   // endpoint uid/generation whose dial was refused
-	circuits     map[types.UID]*circuitModel
-	violations   int
-	shutdownDone chan struct{}
+	eventUID    map[string]types.UID // documentId → event UID
+	eventKeyOf  map[types.UID]types.NamespacedName
+	deliveredAt map[string]time.Time // delivery id → when it was recorded Delivered
+	finishedAt  map[types.UID]time.Time
+	ttlOf       map[types.UID]time.Duration
+	testValues  map[string]string // test id → annotation value
+	testsSent   map[string]int    // test id + incarnation → requests
+	blockedGen  map[string]bool   // endpoint uid/generation whose dial was refused
+	circuits    map[types.UID]*circuitModel
+	violations  int
 }
 
 // circuitModel is the circuit breaker as the receiver side can tell it from the answers it gave.
@@ -364,7 +363,7 @@ func (sim *simulation) operate() {
 	name := fmt.Sprintf("ep-%d", sim.rng.IntN(simEndpointsPerNS))
 	switch p := sim.rng.IntN(100); {
 	case p < 30:
-		for range 1 + sim.rng.IntN(6) {
+		for range 1 + sim.rng.IntN(12) {
 			sim.createEvent(ns)
 		}
 	case p < 38:
@@ -381,7 +380,7 @@ func (sim *simulation) operate() {
 		sim.rotateSecret(ns, fmt.Sprintf("secret-%d", sim.rng.IntN(simEndpointsPerNS)))
 	case p < 65:
 		sim.store.remove(simKey{"Secret", types.NamespacedName{Namespace: ns, Name: fmt.Sprintf("secret-%d", sim.rng.IntN(simEndpointsPerNS))}})
-	case p < 70:
+	case p < 72:
 		sim.requestTest(ns, name)
 	case p < 78:
 		sim.requestRedelivery(ns)
@@ -631,8 +630,6 @@ func (sim *simulation) reconcile(r simRequest) {
 	case res.RequeueAfter > 0:
 		delete(sim.failures, r)
 		sim.enqueue(r.kind, r.key, res.RequeueAfter)
-	case res.Requeue: //nolint:staticcheck // the operator still returns Requeue on a conflict
-		sim.enqueue(r.kind, r.key, 10*time.Millisecond)
 	default:
 		delete(sim.failures, r)
 	}
@@ -823,7 +820,7 @@ func (sim *simulation) checkSettled(took time.Duration) {
 }
 
 func deliverySummary(ev *webhooksv1alpha1.DocumentEvent) string {
-	var parts []string
+	parts := make([]string, 0, len(ev.Status.Deliveries))
 	for _, d := range ev.Status.Deliveries {
 		parts = append(parts, fmt.Sprintf("%s=%s/%s(%d) %s", d.Endpoint, d.Phase, d.Reason, d.Attempts, d.LastError))
 	}
@@ -895,7 +892,11 @@ func (r *simReceivers) Send(_ context.Context, req delivery.Request) delivery.Re
 		mode = receiverMode(sim.rng.IntN(int(modeHang) + 1))
 	}
 	res := delivery.Result{Start: start}
+	// Mostly quick answers, and slow ones often enough that lanes queue up behind them.
 	latency := time.Duration(1+sim.rng.IntN(200)) * time.Millisecond
+	if sim.rng.IntN(10) < 3 {
+		latency = time.Duration(500+sim.rng.IntN(2500)) * time.Millisecond
+	}
 	switch mode {
 	case modeOK:
 		res.StatusCode, res.Success = 200, true

@@ -62,7 +62,7 @@ func (r *WebhookEndpointReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	ep := &webhooksv1alpha1.WebhookEndpoint{}
 	if err := r.Get(ctx, req.NamespacedName, ep); err != nil {
 		if apierrors.IsNotFound(err) {
-			return ctrl.Result{}, r.forget(ctx, req.NamespacedName.Namespace, req.NamespacedName)
+			return ctrl.Result{}, r.forget(ctx, req.Namespace, req.NamespacedName)
 		}
 		return ctrl.Result{}, err
 	}

@@ -20,7 +20,6 @@ type fakeSender struct {
 	delay   time.Duration
 	answer  func(delivery.Request) delivery.Result
 	sent    []delivery.Request
-	current int
 	peak    map[string]int
 	running map[string]int
 	forgot  []string
@@ -315,7 +314,7 @@ func TestUnencodablePayloadEndsWithoutTouchingTheCircuit(t *testing.T) {
 func TestStopStartsNothingNewAndWaitsForAttemptsInFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		eps := endpointsOf()
-		var all []Endpoint
+		all := make([]Endpoint, 0, 3)
 		for _, name := range []string{"a", "b", "c"} {
 			ep := endpoint("acme", name, types.UID("uid-"+name))
 			eps.set(ep)
