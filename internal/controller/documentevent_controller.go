@@ -102,9 +102,11 @@ func (r *DocumentEventReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	return ctrl.Result{RequeueAfter: s.requeue}, nil
 }
 
-// earlierLeaderSlack widens the window of events that an earlier leader may have written: its clock and
-// the API server's creationTimestamp need not agree with ours.
-const earlierLeaderSlack = time.Minute
+// earlierLeaderSlack widens the window of events that an earlier leader may have written by the skew
+// allowed between our clock and the API server's creationTimestamp (which has second precision). An
+// earlier leader stops writing before this one wins the lease, so only skew matters; a wider window
+// would cost an extra read for every event of the first minutes of each term.
+const earlierLeaderSlack = 2 * time.Second
 
 // checkEarlierLeader reads, once per process, an unfinished event that existed before this process
 // became leader straight from the API server, and reports the cache as stale until it has caught up with

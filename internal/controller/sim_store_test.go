@@ -200,6 +200,8 @@ type simClient struct {
 	live  bool
 	// faultRate is the probability of an injected error per call.
 	faultRate float64
+	// failLists makes every List fail, as a cache error does.
+	failLists bool
 }
 
 func (c *simClient) read(k simKey) client.Object {
@@ -243,6 +245,9 @@ func (c *simClient) List(_ context.Context, list client.ObjectList, opts ...clie
 	o := &client.ListOptions{}
 	o.ApplyOptions(opts)
 	kind := kindOf(list)
+	if c.failLists {
+		return apierrors.NewInternalError(fmt.Errorf("simulated cache failure"))
+	}
 	if err := c.store.fault(c.faultRate, simKey{kind: kind}); err != nil {
 		return err
 	}

@@ -1,0 +1,108 @@
+package controller
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
+)
+
+// These tests put one fault at the wrong moment, on the simulation's world, and check what the
+// receiver and the status see.
+
+// quietSimulation is a simulated world with no random faults, operations or cache lag of its own.
+func quietSimulation(t *testing.T) *simulation {
+	sim := newSimulation(t, 1)
+	sim.store.faults = false
+	for _, name := range []string{"ep-0", "ep-1", "ep-2"} {
+		sim.recv.setMode(name, modeOK)
+	}
+	sim.store.catchUpAll()
+	sim.reconcileDue()
+	return sim
+}
+
+// finishAttempts completes every request in flight and runs what the engine starts next.
+func (sim *simulation) finishAttempts() {
+	for sim.recv.completeNext() {
+		sim.runAttempts()
+	}
+}
+
+func TestOutcomesSurviveAReconcileThatFailsBeforeRecordingThem(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := quietSimulation(t)
+		sim.createEvent("tenant-0")
+		key := types.NamespacedName{Namespace: "tenant-0", Name: "ev-1"}
+		sim.store.catchUpAll()
+		sim.reconcile(simRequest{reqEvent, key})
+		sim.runAttempts()
+		sim.finishAttempts()
+		sim.collectWakes()
+		if n := len(sim.mgr.shared.engine.Outcomes(key)); n != simEndpointsPerNS {
+			t.Fatalf("%d outcomes waiting, want %d", n, simEndpointsPerNS)
+		}
+
+		cached := sim.mgr.events.Client.(*simClient)
+		cached.failLists = true
+		if _, err := sim.mgr.events.Reconcile(context.Background(), ctrl.Request{NamespacedName: key}); err == nil {
+			t.Fatal("the reconcile should fail when the cache cannot list endpoints")
+		}
+		if n := len(sim.mgr.shared.engine.Outcomes(key)); n != simEndpointsPerNS {
+			t.Fatalf("after the failed reconcile %d outcomes are left, want all %d: they were not recorded", n, simEndpointsPerNS)
+		}
+
+		cached.failLists = false
+		sim.store.catchUpAll()
+		sim.reconcile(simRequest{reqEvent, key})
+		sim.runAttempts()
+		ev := sim.store.latest(simKey{"DocumentEvent", key}).(*webhooksv1alpha1.DocumentEvent)
+		if ev.Status.Phase != webhooksv1alpha1.DocumentEventDelivered {
+			t.Fatalf("phase %s, want Delivered: %s", ev.Status.Phase, deliverySummary(ev))
+		}
+		for _, d := range ev.Status.Deliveries {
+			if d.Attempts != 1 {
+				t.Errorf("delivery to %s records %d attempts, want 1", d.Endpoint, d.Attempts)
+			}
+		}
+		if sim.recv.total != simEndpointsPerNS {
+			t.Fatalf("receivers got %d requests, want %d: nothing is sent again", sim.recv.total, simEndpointsPerNS)
+		}
+	})
+}
+
+func TestOneTestWebhookPerValueWhenTheCacheLagsBehindLastTest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := quietSimulation(t)
+		key := types.NamespacedName{Namespace: "tenant-0", Name: "ep-0"}
+		sim.requestTest("tenant-0", "ep-0")
+		sim.store.catchUpAll()
+		sim.reconcile(simRequest{reqEndpoint, key})
+		sim.runAttempts()
+		sim.finishAttempts()
+		sim.store.catchUpAll()
+		before := sim.store.cachedVersion(simKey{"WebhookEndpoint", key})
+
+		// The result is recorded in status.lastTest, but the cache keeps serving the copy without it.
+		sim.reconcile(simRequest{reqEndpoint, key})
+		recorded := sim.store.latest(simKey{"WebhookEndpoint", key}).(*webhooksv1alpha1.WebhookEndpoint)
+		if recorded.Status.LastTest == nil || !recorded.Status.LastTest.Success {
+			t.Fatalf("lastTest %+v, want a successful test recorded", recorded.Status.LastTest)
+		}
+		if sim.store.cachedVersion(simKey{"WebhookEndpoint", key}) != before {
+			t.Fatal("the cache moved; this test needs it to lag")
+		}
+		for range 3 {
+			sim.reconcile(simRequest{reqEndpoint, key})
+			sim.runAttempts()
+			sim.finishAttempts()
+		}
+		if sim.recv.total != 1 {
+			t.Fatalf("receivers got %d test requests for one annotation value, want 1", sim.recv.total)
+		}
+	})
+}
