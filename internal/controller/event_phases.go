@@ -148,7 +148,7 @@ func (r *DocumentEventReconciler) recordOutcomes(ctx context.Context, s *eventSc
 			r.afterFinished(s, d)
 		case engine.Unencodable:
 			d.Phase, d.Reason, d.NextAttemptTime = webhooksv1alpha1.DeliveryFailed, webhooksv1alpha1.InvalidPayloadReason, nil
-			d.LastError = truncateStatus("the payload cannot be encoded: "+o.Readiness.Message, webhooksv1alpha1.MaxDeliveryErrorLength)
+			d.LastError = delivery.Truncate("the payload cannot be encoded: "+o.Readiness.Message, webhooksv1alpha1.MaxDeliveryErrorLength)
 			r.afterFinished(s, d)
 		}
 		if !d.Phase.IsFinal() && d.NextAttemptTime == nil {

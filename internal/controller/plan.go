@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"time"
-	"unicode/utf8"
 
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -94,7 +93,7 @@ func markWaiting(d *webhooksv1alpha1.EndpointDelivery, rd engine.Readiness) {
 	if rd.Reason == webhooksv1alpha1.DestinationBlockedReason {
 		d.Reason = webhooksv1alpha1.DestinationBlockedReason
 	}
-	d.LastError = truncateStatus(rd.Reason+": "+rd.Message, webhooksv1alpha1.MaxDeliveryErrorLength)
+	d.LastError = delivery.Truncate(rd.Reason+": "+rd.Message, webhooksv1alpha1.MaxDeliveryErrorLength)
 }
 
 // retryPolicy is what recordAttempt needs from an endpoint.
@@ -120,7 +119,7 @@ func recordAttempt(d *webhooksv1alpha1.EndpointDelivery, res delivery.Result, po
 	d.LastAttemptTime = &start
 	d.LastStatusCode = int32(res.StatusCode)
 	d.DurationMs = res.Duration.Milliseconds()
-	d.LastError = truncateStatus(res.Error, webhooksv1alpha1.MaxDeliveryErrorLength)
+	d.LastError = delivery.Truncate(res.Error, webhooksv1alpha1.MaxDeliveryErrorLength)
 	d.NextAttemptTime = nil
 	switch {
 	case res.Success:
@@ -152,7 +151,7 @@ func recordBlocked(d *webhooksv1alpha1.EndpointDelivery, res delivery.Result) {
 	d.LastAttemptTime = &start
 	d.LastStatusCode = 0
 	d.DurationMs = res.Duration.Milliseconds()
-	d.LastError = truncateStatus(res.Error, webhooksv1alpha1.MaxDeliveryErrorLength)
+	d.LastError = delivery.Truncate(res.Error, webhooksv1alpha1.MaxDeliveryErrorLength)
 	d.Reason = webhooksv1alpha1.DestinationBlockedReason
 	d.NextAttemptTime = nil
 }
@@ -216,7 +215,7 @@ func setEventStatus(ev *webhooksv1alpha1.DocumentEvent, phase webhooksv1alpha1.D
 		finished := metav1.NewMicroTime(now)
 		ev.Status.CompletionTime = &finished
 	}
-	message = truncateStatus(message, webhooksv1alpha1.MaxConditionMessageLength)
+	message = delivery.Truncate(message, webhooksv1alpha1.MaxConditionMessageLength)
 	status := metav1.ConditionFalse
 	if phase == webhooksv1alpha1.DocumentEventDelivered {
 		status = metav1.ConditionTrue
@@ -306,19 +305,6 @@ func applyRedelivery(ev *webhooksv1alpha1.DocumentEvent, targets []*webhooksv1al
 		})
 	}
 	summarize(ev, now)
-}
-
-// truncateStatus shortens a message to a status field's schema limit, on a rune boundary, so that no
-// status patch is rejected for its length.
-func truncateStatus(s string, limit int) string {
-	if len(s) <= limit {
-		return s
-	}
-	cut := limit - len("...")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
 }
 
 func deliveryByID(ev *webhooksv1alpha1.DocumentEvent, id string) *webhooksv1alpha1.EndpointDelivery {

@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
+	"github.com/1flow/webhook-operator/internal/delivery"
 	"github.com/1flow/webhook-operator/internal/engine"
 	"github.com/1flow/webhook-operator/internal/payload"
 )
@@ -24,7 +25,7 @@ func (r *WebhookEndpointReconciler) reconcileTest(s *endpointScope) {
 		// Running, or recorded by a status write that this (older) cached copy does not show yet.
 		return
 	case engine.TestFinished:
-		result.Error = truncateStatus(result.Error, webhooksv1alpha1.MaxDeliveryErrorLength)
+		result.Error = delivery.Truncate(result.Error, webhooksv1alpha1.MaxDeliveryErrorLength)
 		s.recordTest(result)
 		return
 	}
@@ -32,7 +33,7 @@ func (r *WebhookEndpointReconciler) reconcileTest(s *endpointScope) {
 		// A test is a diagnosis: it goes out even with the circuit open, but never unsigned or to a
 		// blocked or invalid URL, nor while the endpoint is suspended.
 		now := metav1.NewTime(r.shared.clock.Now())
-		s.recordTest(&webhooksv1alpha1.TestResult{RequestedAt: value, Time: &now, Error: truncateStatus(
+		s.recordTest(&webhooksv1alpha1.TestResult{RequestedAt: value, Time: &now, Error: delivery.Truncate(
 			"not sent: "+s.readiness.Reason+": "+s.readiness.Message, webhooksv1alpha1.MaxDeliveryErrorLength)})
 		return
 	}
