@@ -384,23 +384,14 @@ func (s *replicaSet) killLeader(ctx context.Context, planned time.Duration) (tim
 	}
 }
 
-func (s *replicaSet) stopAll() {
+// endAll takes every running replica out of the set and ends it with end (a graceful stop or a kill).
+func (s *replicaSet) endAll(end func(*manager)) {
 	s.mu.Lock()
 	running := s.running
 	s.running = nil
 	s.mu.Unlock()
 	for _, m := range running {
-		s.h.stopManager(m)
-	}
-}
-
-func (s *replicaSet) killAll() {
-	s.mu.Lock()
-	running := s.running
-	s.running = nil
-	s.mu.Unlock()
-	for _, m := range running {
-		s.h.killManager(m)
+		end(m)
 	}
 }
 
@@ -605,7 +596,7 @@ func (h *harness) chaos(ctx context.Context) (result, error) {
 
 	run := &chaosRun{h: h, sz: sz, reps: &replicaSet{h: h, t0: time.Now()}, tracker: newChaosTracker()}
 	defer run.closeReceivers()
-	defer run.reps.killAll()
+	defer run.reps.endAll(run.reps.h.killManager)
 	if err := run.setup(ctx); err != nil {
 		return result{}, err
 	}
@@ -634,7 +625,7 @@ func (h *harness) chaos(ctx context.Context) (result, error) {
 		info("chaos: could not write the request log: %v", err)
 	}
 
-	run.reps.stopAll()
+	run.reps.endAll(run.reps.h.stopManager)
 	run.closeReceivers()
 	cleanup, cancelCleanup := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
 	defer cancelCleanup()

@@ -86,20 +86,36 @@ func (r *DocumentEventReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 
 	s := newEventScope(ev, r.shared.engine.Outcomes(req.NamespacedName), r.shared.clock.Now())
 	defer func() {
-		if err := r.patchStatus(ctx, s); err != nil {
+		if err := r.commit(ctx, s); err != nil {
 			// Retried with backoff; a requeue time alongside an error would be ignored anyway.
 			result, retErr = ctrl.Result{}, errors.Join(retErr, err)
-			return
 		}
-		r.shared.engine.Ack(req.NamespacedName, s.recorded)
-		r.emit(s)
 	}()
-	for _, phase := range r.phases(true) {
-		if err := phase.run(ctx, s); err != nil {
-			return ctrl.Result{}, fmt.Errorf("%s: %w", phase.name, err)
-		}
+	if err := r.runPhases(ctx, s, true); err != nil {
+		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: s.requeue}, nil
+}
+
+// runPhases runs the phases in order and stops at the first error.
+func (r *DocumentEventReconciler) runPhases(ctx context.Context, s *eventScope, start bool) error {
+	for _, phase := range r.phases(start) {
+		if err := phase.run(ctx, s); err != nil {
+			return fmt.Errorf("%s: %w", phase.name, err)
+		}
+	}
+	return nil
+}
+
+// commit patches the status, then acknowledges the outcomes it recorded and emits their Events and
+// metrics: none of that happens when the patch fails.
+func (r *DocumentEventReconciler) commit(ctx context.Context, s *eventScope) error {
+	if err := r.patchStatus(ctx, s); err != nil {
+		return err
+	}
+	r.shared.engine.Ack(client.ObjectKeyFromObject(s.ev), s.recorded)
+	r.emit(s)
+	return nil
 }
 
 // earlierLeaderSlack widens the window of events that an earlier leader may have written by the skew
@@ -246,17 +262,10 @@ func (r *DocumentEventReconciler) recordOne(ctx context.Context, reader client.R
 	}
 	s := newEventScope(ev, r.shared.engine.Outcomes(key), r.shared.clock.Now())
 	s.reader = reader
-	for _, phase := range r.phases(false) {
-		if err := phase.run(ctx, s); err != nil {
-			return fmt.Errorf("%s: %w", phase.name, err)
-		}
-	}
-	if err := r.patchStatus(ctx, s); err != nil {
+	if err := r.runPhases(ctx, s, false); err != nil {
 		return err
 	}
-	r.shared.engine.Ack(key, s.recorded)
-	r.emit(s)
-	return nil
+	return r.commit(ctx, s)
 }
 
 // SetupWithManager registers the controller, its index and its watches.

@@ -11,6 +11,7 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 	"github.com/1flow/webhook-operator/internal/delivery"
@@ -56,7 +57,11 @@ func matchEndpoints(ev *webhooksv1alpha1.DocumentEvent, endpoints []webhooksv1al
 // deliveryID is derived from the event and endpoint UIDs, so it is the same for every attempt, survives
 // a crash before anything was recorded, and differs when an endpoint is recreated under the same name.
 func deliveryID(ev *webhooksv1alpha1.DocumentEvent, ep *webhooksv1alpha1.WebhookEndpoint) string {
-	sum := sha256.Sum256([]byte(string(ev.UID) + "/" + string(ep.UID)))
+	return deliveryIDOf(ev.UID, ep.UID)
+}
+
+func deliveryIDOf(eventUID, endpointUID types.UID) string {
+	sum := sha256.Sum256([]byte(string(eventUID) + "/" + string(endpointUID)))
 	return "whd_" + hex.EncodeToString(sum[:16])
 }
 

@@ -12,7 +12,7 @@ import (
 	"github.com/1flow/webhook-operator/internal/payload"
 )
 
-// testWebhook decides what the test-requested-at annotation asks of the endpoint reconcile: nothing,
+// reconcileTest decides what the test-requested-at annotation asks of the endpoint reconcile: nothing,
 // a result to record in status.lastTest, or a test to start in the engine. A test runs once per value.
 func (r *WebhookEndpointReconciler) reconcileTest(s *endpointScope) {
 	ep := s.ep

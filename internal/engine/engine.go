@@ -105,8 +105,6 @@ type Outcome struct {
 	Wait       time.Duration
 	// Circuit is what a Sent attempt did to the endpoint's circuit.
 	Circuit CircuitChange
-	// EndpointGeneration is the generation of the endpoint the attempt was admitted against.
-	EndpointGeneration int64
 }
 
 // Config configures an Engine.
@@ -319,7 +317,6 @@ func (e *Engine) attempt(l *lane, a Attempt) Outcome {
 		return out
 	}
 	e.observe(l, ep)
-	out.EndpointGeneration = ep.Generation
 	test := a.testValue != ""
 
 	rd := ep.Readiness
@@ -370,9 +367,7 @@ func (e *Engine) observe(l *lane, ep Endpoint) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.observeLocked(ep.Key, ep.UID)
-	if l != nil {
-		l.limit = max(ep.MaxInFlight, 1)
-	}
+	l.limit = max(ep.MaxInFlight, 1)
 }
 
 // ObserveEndpoint tells the engine which UID the endpoint of that name has now: the state of a deleted
@@ -506,11 +501,15 @@ func (e *Engine) Stats() Stats {
 	}
 }
 
-// KnownUIDs returns the endpoint UIDs the engine holds any state for: a lane, health or a test run.
+// KnownUIDs returns the endpoint UIDs the engine holds any state for: a name, a lane, health or a
+// test run.
 func (e *Engine) KnownUIDs() []types.UID {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	seen := map[types.UID]bool{}
+	for _, uid := range e.uidOf {
+		seen[uid] = true
+	}
 	for uid := range e.lanes {
 		seen[uid] = true
 	}
@@ -525,17 +524,6 @@ func (e *Engine) KnownUIDs() []types.UID {
 		out = append(out, uid)
 	}
 	slices.Sort(out)
-	return out
-}
-
-// KnownEndpoints returns the endpoint names and UIDs the engine holds state for.
-func (e *Engine) KnownEndpoints() map[types.NamespacedName]types.UID {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	out := make(map[types.NamespacedName]types.UID, len(e.uidOf))
-	for k, v := range e.uidOf {
-		out[k] = v
-	}
 	return out
 }
 

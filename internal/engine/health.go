@@ -74,22 +74,28 @@ func (e *Engine) admit(ep Endpoint) (ok bool, wait time.Duration, probe bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	h := e.healthLocked(ep)
-	now := e.now()
-	switch h.circuit {
-	case circuitOpen:
-		if wait := h.openedAt.Add(ep.Cooldown).Sub(now); wait > 0 {
-			return false, wait, false
-		}
-	case circuitProbing:
-		if wait := h.probeDeadline.Sub(now); wait > 0 {
-			return false, min(wait, ep.Cooldown), false
-		}
-	default:
+	if h.circuit == circuitClosed {
 		return true, 0, false
+	}
+	now := e.now()
+	if wait := circuitWait(h, ep, now); wait > 0 {
+		return false, wait, false
 	}
 	h.circuit = circuitProbing
 	h.probeDeadline = now.Add(2*ep.Request.Timeout + time.Second)
 	return true, 0, true
+}
+
+// circuitWait is how long until an open or probing circuit admits its next probe (0: now). A probe in
+// flight holds the next one back until its deadline, looking again at least every cool-down.
+func circuitWait(h *health, ep Endpoint, now time.Time) time.Duration {
+	switch h.circuit {
+	case circuitOpen:
+		return max(h.openedAt.Add(ep.Cooldown).Sub(now), 0)
+	case circuitProbing:
+		return max(min(h.probeDeadline.Sub(now), ep.Cooldown), 0)
+	}
+	return 0
 }
 
 // record applies the result of an admitted attempt to the endpoint's health.
@@ -200,13 +206,7 @@ func (e *Engine) Readiness(ep Endpoint) (rd Readiness, wait time.Duration) {
 		e.mu.Unlock()
 		return ep.Readiness, 0
 	}
-	now := e.now()
-	switch h.circuit {
-	case circuitOpen:
-		wait = max(h.openedAt.Add(ep.Cooldown).Sub(now), 0)
-	case circuitProbing:
-		wait = max(min(h.probeDeadline.Sub(now), ep.Cooldown), 0)
-	}
+	wait = circuitWait(h, ep, e.now())
 	e.mu.Unlock()
 	return e.circuitReadiness(ep), wait
 }
