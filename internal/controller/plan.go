@@ -220,7 +220,6 @@ func setEventStatus(ev *webhooksv1alpha1.DocumentEvent, phase webhooksv1alpha1.D
 		finished := metav1.NewMicroTime(now)
 		ev.Status.CompletionTime = &finished
 	}
-	message = delivery.Truncate(message, webhooksv1alpha1.MaxConditionMessageLength)
 	status := metav1.ConditionFalse
 	if phase == webhooksv1alpha1.DocumentEventDelivered {
 		status = metav1.ConditionTrue
@@ -250,13 +249,15 @@ type conditionsObject interface {
 	GetGeneration() int64
 }
 
+// setCondition sets one condition, its message cut to the schema's limit so that no status patch is
+// rejected for its length.
 func setCondition(obj conditionsObject, condType string, status metav1.ConditionStatus, reason, message string) {
 	conditions := obj.GetConditions()
 	apimeta.SetStatusCondition(&conditions, metav1.Condition{
 		Type:               condType,
 		Status:             status,
 		Reason:             reason,
-		Message:            message,
+		Message:            delivery.Truncate(message, webhooksv1alpha1.MaxConditionMessageLength),
 		ObservedGeneration: obj.GetGeneration(),
 	})
 	obj.SetConditions(conditions)

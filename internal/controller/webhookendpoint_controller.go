@@ -20,7 +20,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
-	"github.com/1flow/webhook-operator/internal/delivery"
 	"github.com/1flow/webhook-operator/internal/engine"
 	"github.com/1flow/webhook-operator/internal/metrics"
 )
@@ -148,7 +147,7 @@ func (r *WebhookEndpointReconciler) reconcile(ctx context.Context, s *endpointSc
 		}
 		s.afterPatch = append(s.afterPatch, func() { r.emitReadiness(ep, before, rd) })
 	}
-	setCondition(ep, webhooksv1alpha1.ReadyCondition, status, rd.Reason, delivery.Truncate(rd.Message, webhooksv1alpha1.MaxConditionMessageLength))
+	setCondition(ep, webhooksv1alpha1.ReadyCondition, status, rd.Reason, rd.Message)
 	setOrRemoveCondition(ep, webhooksv1alpha1.StalledCondition, stalls(rd.Reason), rd.Reason, rd.Message)
 	setOrRemoveCondition(ep, webhooksv1alpha1.ReconcilingCondition,
 		rd.Reason == webhooksv1alpha1.CircuitOpenReason, rd.Reason, rd.Message)
