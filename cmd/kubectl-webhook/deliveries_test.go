@@ -10,17 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
+	"github.com/1flow/webhook-operator/internal/routing"
 )
-
-// TestDeliveryIDFormat pins the delivery id to the operator's: "whd_" and the first 16 bytes, in hex, of
-// SHA-256 over "<event UID>/<endpoint UID>" (internal/controller/plan.go, deliveryID).
-func TestDeliveryIDFormat(t *testing.T) {
-	// printf 'uid-event/uid-endpoint' | sha256sum
-	const want = "whd_5a68a4067b08f63bc15e0bfc788cfec2"
-	if got := deliveryIDFor("uid-event", "uid-endpoint"); got != want {
-		t.Errorf("deliveryIDFor = %q, want %q", got, want)
-	}
-}
 
 func testEvent() *webhooksv1alpha1.DocumentEvent {
 	return &webhooksv1alpha1.DocumentEvent{ObjectMeta: metav1.ObjectMeta{Namespace: "acme", Name: "doc", UID: "ev-uid"}}
@@ -101,7 +92,7 @@ func TestClassifyRedelivery(t *testing.T) {
 	endpoints := map[string]*webhooksv1alpha1.WebhookEndpoint{"deleting": deleting, "late": recreatedLate, "other": recreatedOther}
 
 	failed := func(endpoint string, uid types.UID) webhooksv1alpha1.EndpointDelivery {
-		return webhooksv1alpha1.EndpointDelivery{Endpoint: endpoint, DeliveryID: deliveryIDFor(ev.UID, uid),
+		return webhooksv1alpha1.EndpointDelivery{Endpoint: endpoint, DeliveryID: routing.DeliveryID(ev.UID, uid),
 			Phase: webhooksv1alpha1.DeliveryFailed, Reason: webhooksv1alpha1.AttemptsExhaustedReason, Attempts: 3}
 	}
 	before := ev.DeepCopy()
@@ -146,7 +137,7 @@ func TestClassifyRedelivery(t *testing.T) {
 		matching[ep.Name] = ep
 		if i < webhooksv1alpha1.MaxDeliveriesPerEvent {
 			full.Status.Deliveries = append(full.Status.Deliveries, webhooksv1alpha1.EndpointDelivery{
-				Endpoint: ep.Name, DeliveryID: deliveryIDFor(ev.UID, ep.UID), Phase: webhooksv1alpha1.DeliveryPending})
+				Endpoint: ep.Name, DeliveryID: routing.DeliveryID(ev.UID, ep.UID), Phase: webhooksv1alpha1.DeliveryPending})
 		}
 	}
 	if _, notAdded := classifyRedelivery(full, full, matching, func(name string) string { return name }); notAdded != 2 {

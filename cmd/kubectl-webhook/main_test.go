@@ -19,6 +19,7 @@ import (
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 	"github.com/1flow/webhook-operator/internal/localcluster"
+	"github.com/1flow/webhook-operator/internal/routing"
 )
 
 var (
@@ -160,7 +161,7 @@ func newEvent(t *testing.T, ns, name string, status *webhooksv1alpha1.DocumentEv
 			if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: d.Endpoint}, ep); err == nil {
 				endpointUID = ep.UID
 			}
-			d.DeliveryID = deliveryIDFor(ev.UID, endpointUID)
+			d.DeliveryID = routing.DeliveryID(ev.UID, endpointUID)
 		}
 		if err := k.Status().Patch(ctx, ev, client.MergeFrom(before)); err != nil {
 			t.Fatalf("patch status of %s: %v", name, err)

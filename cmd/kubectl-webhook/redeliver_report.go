@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
+	"github.com/1flow/webhook-operator/internal/routing"
 )
 
 // requestState is how far a redelivery request of one event got.
@@ -133,9 +134,9 @@ func classifyRedelivery(before, after *webhooksv1alpha1.DocumentEvent, endpoints
 			o.kind, o.why = outcomeNotRestarted, label+" no longer exists"
 		case !ep.DeletionTimestamp.IsZero():
 			o.kind, o.why = outcomeNotRestarted, label+" is being deleted"
-		case deliveryIDFor(after.UID, ep.UID) != d.DeliveryID && endpointMatches(after, ep):
+		case routing.DeliveryID(after.UID, ep.UID) != d.DeliveryID && endpointMatches(after, ep):
 			o.kind, o.why = outcomeNotRestarted, label+" was re-created after the operator acted (redeliver again to send to it)"
-		case deliveryIDFor(after.UID, ep.UID) != d.DeliveryID:
+		case routing.DeliveryID(after.UID, ep.UID) != d.DeliveryID:
 			o.kind, o.why = outcomeNotRestarted, label+" was re-created and no longer matches this event"
 		case !endpointMatches(after, ep):
 			o.kind, o.why = outcomeNotRestarted, label+" no longer matches this event"

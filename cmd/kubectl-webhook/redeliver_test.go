@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
+	"github.com/1flow/webhook-operator/internal/routing"
 )
 
 func redeliverAnnotations(t *testing.T, ns, name string) (requestedAt, scope string, scopeSet bool) {
@@ -95,7 +96,7 @@ func redeliverAsOperator(ctx context.Context, ev *webhooksv1alpha1.DocumentEvent
 			continue
 		}
 		*d = webhooksv1alpha1.EndpointDelivery{
-			Endpoint: d.Endpoint, DeliveryID: deliveryIDFor(ev.UID, ep.UID),
+			Endpoint: d.Endpoint, DeliveryID: routing.DeliveryID(ev.UID, ep.UID),
 			Phase: webhooksv1alpha1.DeliveryPending, Reason: webhooksv1alpha1.RedeliveryRequestedReason,
 			LastAttemptTime: d.LastAttemptTime,
 		}
@@ -104,7 +105,7 @@ func redeliverAsOperator(ctx context.Context, ev *webhooksv1alpha1.DocumentEvent
 		for name, ep := range current {
 			if !known[name] {
 				st.Deliveries = append(st.Deliveries, webhooksv1alpha1.EndpointDelivery{
-					Endpoint: name, DeliveryID: deliveryIDFor(ev.UID, ep.UID),
+					Endpoint: name, DeliveryID: routing.DeliveryID(ev.UID, ep.UID),
 					Phase: webhooksv1alpha1.DeliveryPending, Reason: webhooksv1alpha1.RedeliveryRequestedReason,
 				})
 			}
@@ -229,7 +230,7 @@ func TestRedeliverReport(t *testing.T) {
 
 	r := kubectlWebhook(t, "", "redeliver", "doc-a", "-n", ns)
 	mustSucceed(t, r)
-	newAuditID := deliveryIDFor(ev.UID, audit.UID)
+	newAuditID := routing.DeliveryID(ev.UID, audit.UID)
 	want := "documentevent/doc-a: redelivered, 3 of 5 deliveries restarted\n" +
 		"  restarted      audit, now Pending, with a new delivery id " + newAuditID + " (was " + oldAuditID + "): the endpoint was re-created\n" +
 		"  added          billing, now Pending: the endpoint matches the event now and did not before\n" +

@@ -2,20 +2,17 @@ package controller
 
 import (
 	"cmp"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"time"
 
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 	"github.com/1flow/webhook-operator/internal/delivery"
 	"github.com/1flow/webhook-operator/internal/engine"
+	"github.com/1flow/webhook-operator/internal/routing"
 )
 
 // This file holds the delivery decisions as pure functions of the objects and the time: which endpoints
@@ -24,29 +21,15 @@ import (
 
 // matchEndpoints returns the endpoints that should receive the event, sorted by name.
 func matchEndpoints(ev *webhooksv1alpha1.DocumentEvent, endpoints []webhooksv1alpha1.WebhookEndpoint) ([]*webhooksv1alpha1.WebhookEndpoint, error) {
-	selector := labels.Everything()
-	if ev.Spec.EndpointSelector != nil {
-		var err error
-		if selector, err = metav1.LabelSelectorAsSelector(ev.Spec.EndpointSelector); err != nil {
-			return nil, fmt.Errorf("spec.endpointSelector: %w", err)
-		}
+	selector, err := routing.Selector(ev)
+	if err != nil {
+		return nil, err
 	}
 	var matched []*webhooksv1alpha1.WebhookEndpoint
 	for i := range endpoints {
-		ep := &endpoints[i]
-		if ep.Namespace != ev.Namespace || !ep.DeletionTimestamp.IsZero() || !selector.Matches(labels.Set(ep.Labels)) {
-			continue
+		if routing.Targets(ev, selector, &endpoints[i]) {
+			matched = append(matched, &endpoints[i])
 		}
-		if len(ep.Spec.EventTypes) > 0 && !slices.Contains(ep.Spec.EventTypes, ev.GetEvent()) {
-			continue
-		}
-		if len(ep.Spec.DocTypes) > 0 {
-			docType := ev.Spec.DocumentStatus.DocType
-			if docType == nil || !slices.Contains(ep.Spec.DocTypes, *docType) {
-				continue
-			}
-		}
-		matched = append(matched, ep)
 	}
 	slices.SortFunc(matched, func(a, b *webhooksv1alpha1.WebhookEndpoint) int {
 		return cmp.Compare(a.Name, b.Name)
@@ -54,15 +37,9 @@ func matchEndpoints(ev *webhooksv1alpha1.DocumentEvent, endpoints []webhooksv1al
 	return matched, nil
 }
 
-// deliveryID is derived from the event and endpoint UIDs, so it is the same for every attempt, survives
-// a crash before anything was recorded, and differs when an endpoint is recreated under the same name.
+// deliveryID is the id of the event's delivery to the endpoint (routing.DeliveryID).
 func deliveryID(ev *webhooksv1alpha1.DocumentEvent, ep *webhooksv1alpha1.WebhookEndpoint) string {
-	return deliveryIDOf(ev.UID, ep.UID)
-}
-
-func deliveryIDOf(eventUID, endpointUID types.UID) string {
-	sum := sha256.Sum256([]byte(string(eventUID) + "/" + string(endpointUID)))
-	return "whd_" + hex.EncodeToString(sum[:16])
+	return routing.DeliveryID(ev.UID, ep.UID)
 }
 
 // newDeliveries creates one Pending delivery per target.

@@ -32,6 +32,7 @@ import (
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 	"github.com/1flow/webhook-operator/internal/delivery"
 	"github.com/1flow/webhook-operator/internal/engine"
+	"github.com/1flow/webhook-operator/internal/routing"
 )
 
 // The deterministic simulation drives the real reconcilers and the real engine against a simulated API
@@ -1012,7 +1013,7 @@ func (sim *simulation) checkAttempt(req delivery.Request) *webhooksv1alpha1.Webh
 		return ep
 	}
 	evUID := sim.eventUID[doc.DocumentID]
-	if want := deliveryIDOf(evUID, ep.UID); req.ID != want {
+	if want := routing.DeliveryID(evUID, ep.UID); req.ID != want {
 		sim.violation("attempt for %s to %s carries id %s, want %s", doc.DocumentID, ep.Name, req.ID, want)
 	}
 	if key, ok := sim.eventKeyOf[evUID]; ok {
