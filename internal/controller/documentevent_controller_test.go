@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -285,10 +287,20 @@ var _ = Describe("DocumentEvent delivery", func() {
 	It("keeps an event created before its endpoint Pending, then delivers it when the endpoint appears", func() {
 		recv := newReceiver(always(200))
 		ev := newEvent(ns, "early")
+		readyMessage := func(g Gomega) string {
+			cond := apimeta.FindStatusCondition(getEvent(ev)(g).Status.Conditions, webhooksv1alpha1.ReadyCondition)
+			g.Expect(cond).NotTo(BeNil())
+			return cond.Message
+		}
 		Eventually(getEvent(ev)).Should(And(
 			havePhase(webhooksv1alpha1.DocumentEventPending),
 			haveCondition(webhooksv1alpha1.DeliveredCondition, metav1.ConditionFalse, webhooksv1alpha1.NoEndpointsReason)))
+		Eventually(readyMessage).Should(HavePrefix(fmt.Sprintf("no WebhookEndpoint exists in namespace %q", ns)))
 
+		newEndpoint(ns, "receipts-only", recv.URL, func(ep *webhooksv1alpha1.WebhookEndpoint) {
+			ep.Spec.DocTypes = []string{"RECEIPT"}
+		})
+		Eventually(readyMessage).Should(ContainSubstring(`excluded 1 by their spec.docTypes (the event's docType is "INVOICE")`))
 		newEndpoint(ns, "late", recv.URL)
 		Eventually(getEvent(ev)).Should(havePhase(webhooksv1alpha1.DocumentEventDelivered))
 		Expect(recv.received()).To(HaveLen(1))

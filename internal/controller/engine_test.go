@@ -162,9 +162,15 @@ var _ = Describe("Delivery engine", func() {
 			webhooksv1alpha1.CircuitOpenReason))
 		Eventually(eventNotes(ns, ep.Name, webhooksv1alpha1.CircuitOpenedEvent)).Should(HaveLen(1))
 		second := newEvent(ns, "arrives-while-open")
+		// While waiting, a delivery that failed keeps the receiver's error, one that never went shows the
+		// circuit, and both tell when the next probe is due.
+		nextProbe := HaveField("NextAttemptTime.Time", BeTemporally(">", time.Now()))
+		Eventually(getEvent(first)).Should(HaveField("Status.Deliveries", ContainElement(And(
+			HaveField("Reason", webhooksv1alpha1.CircuitOpenReason),
+			HaveField("LastError", HavePrefix("HTTP 500")), nextProbe))))
 		Eventually(getEvent(second)).Should(HaveField("Status.Deliveries", ContainElement(And(
-			HaveField("Reason", webhooksv1alpha1.EndpointNotReadyReason),
-			HaveField("LastError", HavePrefix("CircuitOpen"))))))
+			HaveField("Reason", webhooksv1alpha1.CircuitOpenReason),
+			HaveField("LastError", HavePrefix("CircuitOpen")), nextProbe))))
 		// While open, nothing is sent: the cooldown (2s) is much longer than the retry interval (20ms).
 		Consistently(func() int { return len(recv.received()) }, time.Second).Should(Equal(3))
 

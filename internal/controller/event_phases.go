@@ -83,12 +83,10 @@ func (r *DocumentEventReconciler) redeliver(_ context.Context, s *eventScope) er
 	if !redeliveryRequested(s.ev) {
 		return nil
 	}
-	targets, err := matchEndpoints(s.ev, s.endpoints)
-	if err != nil {
+	if err := applyRedelivery(s.ev, s.endpoints, s.now); err != nil {
 		// The selector was valid when the event was first matched and the spec is immutable.
 		return reconcile.TerminalError(err)
 	}
-	applyRedelivery(s.ev, targets, s.now)
 	s.learned = true
 	return nil
 }
@@ -140,7 +138,7 @@ func (r *DocumentEventReconciler) recordOutcomes(ctx context.Context, s *eventSc
 				r.afterFinished(s, d)
 				continue
 			}
-			markWaiting(d, o.Readiness)
+			markWaiting(d, o.Readiness, o.Wait, s.now)
 			s.held = true
 			s.requeueWithin(o.Wait)
 		case engine.EndpointGone:
@@ -252,7 +250,7 @@ func (r *DocumentEventReconciler) startDue(ctx context.Context, s *eventScope) e
 		// An open circuit whose cool-down has passed lets one attempt through: this may be the probe.
 		probe := rd.Reason == webhooksv1alpha1.CircuitOpenReason && wait == 0
 		if !rd.Ready && !probe {
-			markWaiting(d, rd)
+			markWaiting(d, rd, wait, s.now)
 			s.held = true
 			s.requeueWithin(wait)
 			continue
@@ -275,7 +273,7 @@ func (r *DocumentEventReconciler) startDue(ctx context.Context, s *eventScope) e
 
 func (r *DocumentEventReconciler) summarize(_ context.Context, s *eventScope) error {
 	ev := s.ev
-	s.requeueWithin(summarize(ev, s.now))
+	s.requeueWithin(summarize(ev, s.endpoints, s.now))
 	if !s.learned && !s.held && len(s.base.Status.Deliveries) == 0 && len(ev.Status.Deliveries) > 0 {
 		// The first attempts are only in flight: nothing is known yet that a restart would need, so
 		// the outcome is written once, when it arrives.

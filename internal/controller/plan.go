@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -55,9 +56,22 @@ func newDeliveries(ev *webhooksv1alpha1.DocumentEvent, targets []*webhooksv1alph
 	return out
 }
 
-// isDue reports whether a non-final delivery may be attempted at now.
+// isDue reports whether a non-final delivery may be attempted at now. One that waits for its endpoint
+// is always looked at again: its nextAttemptTime (the next circuit probe) tells the user when it may go
+// next, but the circuit can close earlier.
 func isDue(d *webhooksv1alpha1.EndpointDelivery, now time.Time) bool {
-	return !d.Phase.IsFinal() && (d.NextAttemptTime == nil || !d.NextAttemptTime.After(now))
+	return !d.Phase.IsFinal() && (waitsForEndpoint(d) || d.NextAttemptTime == nil || !d.NextAttemptTime.After(now))
+}
+
+// waitsForEndpoint reports whether the delivery is held back by its endpoint rather than by its own
+// retry schedule. Such a delivery has a wake-up of its own: an endpoint change, or the circuit's
+// cool-down.
+func waitsForEndpoint(d *webhooksv1alpha1.EndpointDelivery) bool {
+	switch d.Reason {
+	case webhooksv1alpha1.EndpointNotReadyReason, webhooksv1alpha1.DestinationBlockedReason, webhooksv1alpha1.CircuitOpenReason:
+		return true
+	}
+	return false
 }
 
 // markEndpointDeleted ends a delivery whose endpoint no longer exists.
@@ -68,12 +82,29 @@ func markEndpointDeleted(d *webhooksv1alpha1.EndpointDelivery) {
 	d.LastError = "the WebhookEndpoint was deleted (or recreated) before the delivery succeeded"
 }
 
-// markWaiting records why a due delivery is held back without counting an attempt. A blocked
-// destination keeps its own reason, since it is what the delivery failed with.
-func markWaiting(d *webhooksv1alpha1.EndpointDelivery, rd engine.Readiness) {
-	d.Reason = webhooksv1alpha1.EndpointNotReadyReason
-	if rd.Reason == webhooksv1alpha1.DestinationBlockedReason {
+// markWaiting records why a due delivery is held back without counting an attempt, and when it goes
+// next: the circuit's next probe, or unset when only a change to the endpoint or its Secret releases it.
+// While the circuit is open, lastError keeps the receiver's last error, since that is what the user has
+// to fix; the reason says why the delivery waits. A blocked destination keeps its own reason, since it
+// is what the delivery failed with.
+func markWaiting(d *webhooksv1alpha1.EndpointDelivery, rd engine.Readiness, wait time.Duration, now time.Time) {
+	d.NextAttemptTime = nil
+	switch rd.Reason {
+	case webhooksv1alpha1.CircuitOpenReason:
+		if d.Reason != webhooksv1alpha1.AttemptFailedReason && d.Reason != webhooksv1alpha1.CircuitOpenReason {
+			// No attempt of this delivery failed yet: the circuit is the only error it has.
+			d.LastError = delivery.Truncate(rd.Reason+": "+rd.Message, webhooksv1alpha1.MaxDeliveryErrorLength)
+		}
+		d.Reason = webhooksv1alpha1.CircuitOpenReason
+		if wait > 0 {
+			next := metav1.NewMicroTime(now.Add(wait))
+			d.NextAttemptTime = &next
+		}
+		return
+	case webhooksv1alpha1.DestinationBlockedReason:
 		d.Reason = webhooksv1alpha1.DestinationBlockedReason
+	default:
+		d.Reason = webhooksv1alpha1.EndpointNotReadyReason
 	}
 	d.LastError = delivery.Truncate(rd.Reason+": "+rd.Message, webhooksv1alpha1.MaxDeliveryErrorLength)
 }
@@ -139,8 +170,9 @@ func recordBlocked(d *webhooksv1alpha1.EndpointDelivery, res delivery.Result) {
 }
 
 // summarize sets the event's phase and Delivered condition from its deliveries, and returns how long
-// until the earliest scheduled retry (0 when none is scheduled).
-func summarize(ev *webhooksv1alpha1.DocumentEvent, now time.Time) time.Duration {
+// until the earliest scheduled retry (0 when none is scheduled). endpoints are those in the event's
+// namespace, to explain an event that targets none.
+func summarize(ev *webhooksv1alpha1.DocumentEvent, endpoints []webhooksv1alpha1.WebhookEndpoint, now time.Time) time.Duration {
 	var delivered, failed, attempted int
 	var requeue time.Duration
 	for i := range ev.Status.Deliveries {
@@ -157,8 +189,7 @@ func summarize(ev *webhooksv1alpha1.DocumentEvent, now time.Time) time.Duration 
 			// Only retries still ahead: one that is due was submitted by this reconcile (its outcome
 			// wakes the event) or is held for a reason with a wake-up of its own. Requeueing for it
 			// would spin while the attempt waits in its endpoint's lane.
-			if d.NextAttemptTime != nil && d.NextAttemptTime.After(now) &&
-				d.Reason != webhooksv1alpha1.EndpointNotReadyReason && d.Reason != webhooksv1alpha1.DestinationBlockedReason {
+			if d.NextAttemptTime != nil && d.NextAttemptTime.After(now) && !waitsForEndpoint(d) {
 				if wait := d.NextAttemptTime.Sub(now); requeue == 0 || wait < requeue {
 					requeue = wait
 				}
@@ -171,7 +202,7 @@ func summarize(ev *webhooksv1alpha1.DocumentEvent, now time.Time) time.Duration 
 	switch {
 	case total == 0:
 		phase, reason, message = webhooksv1alpha1.DocumentEventPending, webhooksv1alpha1.NoEndpointsReason,
-			"no WebhookEndpoint in the namespace matches this event yet; it is delivered when one appears"
+			noTargetsMessage(ev, endpoints)
 	case delivered == total:
 		phase, reason = webhooksv1alpha1.DocumentEventDelivered, webhooksv1alpha1.DeliverySucceededReason
 	case delivered+failed == total:
@@ -182,6 +213,46 @@ func summarize(ev *webhooksv1alpha1.DocumentEvent, now time.Time) time.Duration 
 	}
 	setEventStatus(ev, phase, reason, message, now)
 	return requeue
+}
+
+// noTargetsMessage explains why an event targets no endpoint: how many endpoints its namespace has, and
+// which rule kept the event from how many of them, so the user knows which filter to change.
+func noTargetsMessage(ev *webhooksv1alpha1.DocumentEvent, endpoints []webhooksv1alpha1.WebhookEndpoint) string {
+	const until = "; the event is delivered when one matches"
+	if len(endpoints) == 0 {
+		return fmt.Sprintf("no WebhookEndpoint exists in namespace %q%s", ev.Namespace, until)
+	}
+	selector, err := routing.Selector(ev)
+	if err != nil {
+		return err.Error()
+	}
+	excluded := map[routing.Exclusion]int{}
+	for i := range endpoints {
+		excluded[routing.Exclude(ev, selector, &endpoints[i])]++
+	}
+	docType := "the event has no docType"
+	if dt := ev.Spec.DocumentStatus.DocType; dt != nil {
+		docType = fmt.Sprintf("the event's docType is %q", *dt)
+	}
+	var reasons []string
+	for _, rule := range []struct {
+		exclusion routing.Exclusion
+		text      string
+	}{
+		{routing.NotSelected, fmt.Sprintf("by the event's spec.endpointSelector (%s)", selector)},
+		{routing.EventTypeFiltered, fmt.Sprintf("by their spec.eventTypes (the event's type is %q)", ev.GetEvent())},
+		{routing.DocTypeFiltered, fmt.Sprintf("by their spec.docTypes (%s)", docType)},
+		{routing.Deleting, "because they are being deleted"},
+	} {
+		if n := excluded[rule.exclusion]; n > 0 {
+			reasons = append(reasons, fmt.Sprintf("%d %s", n, rule.text))
+		}
+	}
+	subject := fmt.Sprintf("none of the %d WebhookEndpoints in namespace %q matches this event", len(endpoints), ev.Namespace)
+	if len(endpoints) == 1 {
+		subject = fmt.Sprintf("the only WebhookEndpoint in namespace %q does not match this event", ev.Namespace)
+	}
+	return fmt.Sprintf("%s: excluded %s%s", subject, strings.Join(reasons, ", "), until)
 }
 
 // setEventStatus sets the phase and the conditions that follow from it: Delivered and Ready (True only
@@ -253,7 +324,11 @@ func redeliveryRequested(ev *webhooksv1alpha1.DocumentEvent) bool {
 // delivery id, so receivers can still de-duplicate; one whose endpoint was recreated under the same name
 // gets the new endpoint's id; one whose endpoint is gone stays as it is. A full redelivery also adds the
 // endpoints that match now and did not before.
-func applyRedelivery(ev *webhooksv1alpha1.DocumentEvent, targets []*webhooksv1alpha1.WebhookEndpoint, now time.Time) {
+func applyRedelivery(ev *webhooksv1alpha1.DocumentEvent, endpoints []webhooksv1alpha1.WebhookEndpoint, now time.Time) error {
+	targets, err := matchEndpoints(ev, endpoints)
+	if err != nil {
+		return err
+	}
 	ev.Status.LastRedeliveryRequest = ev.Annotations[webhooksv1alpha1.RedeliverRequestedAtAnnotation]
 	onlyFailed := ev.Annotations[webhooksv1alpha1.RedeliverScopeAnnotation] == webhooksv1alpha1.RedeliverScopeFailed
 	current := make(map[string]*webhooksv1alpha1.WebhookEndpoint, len(targets))
@@ -287,7 +362,8 @@ func applyRedelivery(ev *webhooksv1alpha1.DocumentEvent, targets []*webhooksv1al
 			return cmp.Compare(a.Endpoint, b.Endpoint)
 		})
 	}
-	summarize(ev, now)
+	summarize(ev, endpoints, now)
+	return nil
 }
 
 func deliveryByID(ev *webhooksv1alpha1.DocumentEvent, id string) *webhooksv1alpha1.EndpointDelivery {

@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
@@ -58,7 +60,7 @@ func TestMoreEndpointsThanAnEventCanRecordFailItWithAClearReason(t *testing.T) {
 
 func TestStatusMessagesFitTheirSchemaLimits(t *testing.T) {
 	d := &webhooksv1alpha1.EndpointDelivery{}
-	markWaiting(d, engine.Readiness{Reason: webhooksv1alpha1.SecretNotFoundReason, Message: strings.Repeat("é", 600)})
+	markWaiting(d, engine.Readiness{Reason: webhooksv1alpha1.SecretNotFoundReason, Message: strings.Repeat("é", 600)}, 0, time.Now())
 	if len(d.LastError) > webhooksv1alpha1.MaxDeliveryErrorLength || !strings.HasSuffix(d.LastError, "...") {
 		t.Fatalf("lastError is %d bytes, limit %d", len(d.LastError), webhooksv1alpha1.MaxDeliveryErrorLength)
 	}
@@ -71,6 +73,120 @@ func TestStatusMessagesFitTheirSchemaLimits(t *testing.T) {
 		if len(c.Message) > webhooksv1alpha1.MaxConditionMessageLength {
 			t.Fatalf("condition %s message is %d bytes", c.Type, len(c.Message))
 		}
+	}
+}
+
+func TestAWaitingDeliveryKeepsTheReceiversErrorAndShowsTheNextProbe(t *testing.T) {
+	now := time.Date(2024, 1, 15, 10, 0, 0, 0, time.UTC)
+	past := metav1.NewMicroTime(now.Add(-time.Second))
+	circuit := engine.Readiness{Reason: webhooksv1alpha1.CircuitOpenReason, Message: "3 consecutive failed attempts"}
+	secret := engine.Readiness{Reason: webhooksv1alpha1.SecretNotFoundReason, Message: `Secret "hook" not found`}
+	for _, tc := range []struct {
+		name       string
+		before     webhooksv1alpha1.EndpointDelivery
+		readiness  engine.Readiness
+		wait       time.Duration
+		wantReason string
+		wantError  string
+		wantNext   *time.Time
+	}{{
+		name: "circuit open after a failed attempt keeps the HTTP error",
+		before: webhooksv1alpha1.EndpointDelivery{Phase: webhooksv1alpha1.DeliveryRetrying, Attempts: 3,
+			Reason: webhooksv1alpha1.AttemptFailedReason, LastError: "HTTP 500 Internal Server Error", NextAttemptTime: &past},
+		readiness: circuit, wait: 2 * time.Second,
+		wantReason: webhooksv1alpha1.CircuitOpenReason, wantError: "HTTP 500 Internal Server Error",
+		wantNext: ptr.To(now.Add(2 * time.Second)),
+	}, {
+		name:   "circuit still open on the next look keeps it too",
+		before: webhooksv1alpha1.EndpointDelivery{Reason: webhooksv1alpha1.CircuitOpenReason, LastError: "HTTP 500 Internal Server Error"},
+		readiness: circuit, wait: time.Second,
+		wantReason: webhooksv1alpha1.CircuitOpenReason, wantError: "HTTP 500 Internal Server Error",
+		wantNext: ptr.To(now.Add(time.Second)),
+	}, {
+		name:      "a delivery never attempted shows the circuit",
+		before:    webhooksv1alpha1.EndpointDelivery{Phase: webhooksv1alpha1.DeliveryPending},
+		readiness: circuit, wait: time.Second,
+		wantReason: webhooksv1alpha1.CircuitOpenReason, wantError: "CircuitOpen: 3 consecutive failed attempts",
+		wantNext: ptr.To(now.Add(time.Second)),
+	}, {
+		name: "an endpoint that is not ready has no retry time",
+		before: webhooksv1alpha1.EndpointDelivery{Phase: webhooksv1alpha1.DeliveryRetrying, Attempts: 1,
+			Reason: webhooksv1alpha1.AttemptFailedReason, LastError: "HTTP 500", NextAttemptTime: &past},
+		readiness:  secret,
+		wantReason: webhooksv1alpha1.EndpointNotReadyReason, wantError: `SecretNotFound: Secret "hook" not found`,
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := tc.before.DeepCopy()
+			markWaiting(d, tc.readiness, tc.wait, now)
+			if d.Reason != tc.wantReason || d.LastError != tc.wantError {
+				t.Fatalf("reason %q lastError %q, want %q %q", d.Reason, d.LastError, tc.wantReason, tc.wantError)
+			}
+			switch {
+			case tc.wantNext == nil && d.NextAttemptTime != nil:
+				t.Fatalf("nextAttemptTime %v, want none", d.NextAttemptTime)
+			case tc.wantNext != nil && (d.NextAttemptTime == nil || !d.NextAttemptTime.Time.Equal(*tc.wantNext)):
+				t.Fatalf("nextAttemptTime %v, want %v", d.NextAttemptTime, *tc.wantNext)
+			}
+			if !isDue(d, now) {
+				t.Fatal("a delivery waiting for its endpoint must be looked at on every reconcile")
+			}
+		})
+	}
+}
+
+func TestAnEventWithoutTargetsSaysWhichFilterExcludedHowManyEndpoints(t *testing.T) {
+	withDocTypes := func(name string, docTypes ...string) webhooksv1alpha1.WebhookEndpoint {
+		ep := planEndpoint(name, types.UID(name))
+		ep.Spec.DocTypes = docTypes
+		return ep
+	}
+	labelled := planEndpoint("labelled", "labelled-uid")
+	labelled.Labels = map[string]string{"team": "sales"}
+	onlyUpdates := planEndpoint("updates", "updates-uid")
+	onlyUpdates.Spec.EventTypes = []webhooksv1alpha1.EventType{"document.updated"}
+	for _, tc := range []struct {
+		name      string
+		selector  *metav1.LabelSelector
+		endpoints []webhooksv1alpha1.WebhookEndpoint
+		want      string
+	}{{
+		name: "empty namespace",
+		want: `no WebhookEndpoint exists in namespace "acme"; the event is delivered when one matches`,
+	}, {
+		name:      "one endpoint for other document types",
+		endpoints: []webhooksv1alpha1.WebhookEndpoint{withDocTypes("receipts", "RECEIPT")},
+		want: `the only WebhookEndpoint in namespace "acme" does not match this event: excluded 1 by their ` +
+			`spec.docTypes (the event's docType is "INVOICE"); the event is delivered when one matches`,
+	}, {
+		name:     "several filters",
+		selector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "billing"}},
+		endpoints: []webhooksv1alpha1.WebhookEndpoint{
+			labelled, withDocTypes("receipts", "RECEIPT"), withDocTypes("contracts", "CONTRACT"), onlyUpdates,
+		},
+		want: `none of the 4 WebhookEndpoints in namespace "acme" matches this event: excluded 4 by the event's ` +
+			`spec.endpointSelector (team=billing); the event is delivered when one matches`,
+	}, {
+		name: "types",
+		endpoints: []webhooksv1alpha1.WebhookEndpoint{
+			withDocTypes("receipts", "RECEIPT"), withDocTypes("contracts", "CONTRACT"), onlyUpdates,
+		},
+		want: `none of the 3 WebhookEndpoints in namespace "acme" matches this event: excluded 1 by their ` +
+			`spec.eventTypes (the event's type is "document.ready"), 2 by their spec.docTypes (the event's docType ` +
+			`is "INVOICE"); the event is delivered when one matches`,
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ev := planEvent()
+			ev.Spec.EndpointSelector = tc.selector
+			ev.Spec.DocumentStatus.DocType = ptr.To("INVOICE")
+			summarize(ev, tc.endpoints, time.Now())
+			ready := apimeta.FindStatusCondition(ev.Status.Conditions, webhooksv1alpha1.ReadyCondition)
+			if ev.Status.Phase != webhooksv1alpha1.DocumentEventPending || ready.Reason != webhooksv1alpha1.NoEndpointsReason {
+				t.Fatalf("phase %s reason %s, want Pending NoEndpoints", ev.Status.Phase, ready.Reason)
+			}
+			if ready.Message != tc.want {
+				t.Fatalf("message\n got %s\nwant %s", ready.Message, tc.want)
+			}
+		})
 	}
 }
 
@@ -117,7 +233,9 @@ func TestRedeliveryReResolvesTheTargetsThatExistNow(t *testing.T) {
 			for _, d := range ev.Status.Deliveries {
 				before[d.Endpoint] = d.DeliveryID
 			}
-			applyRedelivery(ev, []*webhooksv1alpha1.WebhookEndpoint{&added, &kept, &recreated}, time.Now())
+			if err := applyRedelivery(ev, []webhooksv1alpha1.WebhookEndpoint{added, kept, recreated}, time.Now()); err != nil {
+				t.Fatal(err)
+			}
 			got := map[string]string{}
 			for _, d := range ev.Status.Deliveries {
 				id := d.DeliveryID

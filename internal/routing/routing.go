@@ -36,20 +36,47 @@ func Selector(ev *webhooksv1alpha1.DocumentEvent) (labels.Selector, error) {
 	return selector, nil
 }
 
+// Exclusion says why an event does not go to an endpoint; Included when it does.
+type Exclusion int
+
+const (
+	Included Exclusion = iota
+	// OtherNamespace: events only go to endpoints in their own namespace.
+	OtherNamespace
+	// Deleting: the endpoint is being deleted.
+	Deleting
+	// NotSelected: the event's spec.endpointSelector does not match the endpoint's labels.
+	NotSelected
+	// EventTypeFiltered: the endpoint's spec.eventTypes leaves out the event's type.
+	EventTypeFiltered
+	// DocTypeFiltered: the endpoint's spec.docTypes leaves out the event's docType.
+	DocTypeFiltered
+)
+
 // Targets reports whether the event goes to the endpoint: same namespace, not being deleted, chosen by
 // the event's selector, and allowed by the endpoint's eventTypes and docTypes.
 func Targets(ev *webhooksv1alpha1.DocumentEvent, selector labels.Selector, ep *webhooksv1alpha1.WebhookEndpoint) bool {
-	if ep.Namespace != ev.Namespace || !ep.DeletionTimestamp.IsZero() || !selector.Matches(labels.Set(ep.Labels)) {
-		return false
-	}
-	if len(ep.Spec.EventTypes) > 0 && !slices.Contains(ep.Spec.EventTypes, ev.GetEvent()) {
-		return false
+	return Exclude(ev, selector, ep) == Included
+}
+
+// Exclude returns the first rule, in the order Targets checks them, that keeps the event from the
+// endpoint.
+func Exclude(ev *webhooksv1alpha1.DocumentEvent, selector labels.Selector, ep *webhooksv1alpha1.WebhookEndpoint) Exclusion {
+	switch {
+	case ep.Namespace != ev.Namespace:
+		return OtherNamespace
+	case !ep.DeletionTimestamp.IsZero():
+		return Deleting
+	case !selector.Matches(labels.Set(ep.Labels)):
+		return NotSelected
+	case len(ep.Spec.EventTypes) > 0 && !slices.Contains(ep.Spec.EventTypes, ev.GetEvent()):
+		return EventTypeFiltered
 	}
 	if len(ep.Spec.DocTypes) > 0 {
 		docType := ev.Spec.DocumentStatus.DocType
 		if docType == nil || !slices.Contains(ep.Spec.DocTypes, *docType) {
-			return false
+			return DocTypeFiltered
 		}
 	}
-	return true
+	return Included
 }
