@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/base64"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -51,7 +53,7 @@ func noSecret(t *testing.T, r result, secret string) {
 
 func TestVerifyOneFlow(t *testing.T) {
 	const secret = "s3cr3t-signing-key"
-	file := writeSecret(t, secret+"\n") // the trailing newline of `echo ... > file` is ignored
+	file := writeSecret(t, secret)
 	h := sign(t, signature.SchemeOneFlow, "", time.Now(), secret)
 	args := []string{"verify", "--secret-file", file,
 		"--timestamp", h.Get(signature.HeaderTimestamp), "--signature", h.Get(signature.HeaderSignature)}
@@ -72,12 +74,116 @@ func TestVerifyOneFlow(t *testing.T) {
 		t.Errorf("tampered body: %s", r)
 	}
 	noSecret(t, r, secret)
+}
 
-	// Only one trailing newline is trimmed: a second one is part of the secret.
-	twoNewlines := slices.Clone(args)
-	twoNewlines[2] = writeSecret(t, secret+"\n\n")
-	r = kubectlWebhook(t, verifyBody, twoNewlines...)
-	mustFail(t, r, "signature INVALID: signature does not match")
+// TestVerifySecretBytes checks that the secret file is used byte for byte, as the operator uses the
+// Secret, and the hints on trailing whitespace.
+func TestVerifySecretBytes(t *testing.T) {
+	const secret = "s3cr3t-signing-key"
+	const receiverAdvice = "a receiver that trims its secret rejects these requests: give it the Secret's exact bytes, " +
+		"or re-create the Secret without the trailing whitespace"
+	whsec := signature.StandardSecretPrefix + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	tests := []struct {
+		name       string
+		scheme     signature.Scheme
+		signedWith string // the Secret's value, as the operator signs with it
+		file       string // the --secret-file content
+		flags      []string
+		body       string // verifyBody unless set
+		signedAt   time.Duration
+		wantCode   int
+		wantStdout string
+	}{{
+		name:       "a Secret created from a file with a newline verifies with the exact bytes",
+		signedWith: secret + "\n", file: secret + "\n",
+		wantStdout: "signature valid\n" +
+			"  note: the secret ends in a newline and the signature was made with it (the operator signs with the Secret's bytes exactly); " +
+			receiverAdvice + "\n",
+	}, {
+		name:       "--trim-newline on the newline of a Secret that has it",
+		signedWith: secret + "\n", file: secret + "\n", flags: []string{"--trim-newline"},
+		wantCode: 1,
+		wantStdout: "signature INVALID: signature does not match\n" +
+			"  hint: the signature matches the secret file as it is, ending in a newline, so the Secret that signed it ends in it too: " +
+			"leave out --trim-newline; " + receiverAdvice + "\n",
+	}, {
+		name:       "a file written with echo from a Secret without a newline",
+		signedWith: secret, file: secret + "\n",
+		wantCode: 1,
+		wantStdout: "signature INVALID: signature does not match\n" +
+			"  hint: the signature matches the secret without its last newline, so the Secret that signed it has none: " +
+			"run again with --trim-newline\n",
+	}, {
+		name:       "--trim-newline on a file written with echo",
+		signedWith: secret, file: secret + "\n", flags: []string{"--trim-newline"},
+		wantStdout: "signature valid\n",
+	}, {
+		name:       "--trim-newline drops a Windows newline",
+		signedWith: secret, file: secret + "\r\n", flags: []string{"--trim-newline"},
+		wantStdout: "signature valid\n",
+	}, {
+		name:       "--trim-newline drops one newline only",
+		signedWith: secret + "\n", file: secret + "\n\n", flags: []string{"--trim-newline"},
+		wantStdout: "signature valid\n" +
+			"  note: the secret ends in a newline and the signature was made with it (the operator signs with the Secret's bytes exactly); " +
+			receiverAdvice + "\n",
+	}, {
+		name:       "one newline too many",
+		signedWith: secret + "\n", file: secret + "\n\n",
+		wantCode: 1,
+		wantStdout: "signature INVALID: signature does not match\n" +
+			"  hint: the signature matches the secret without its last newline, so the Secret that signed it has none: " +
+			"run again with --trim-newline\n",
+	}, {
+		name:       "trailing spaces",
+		signedWith: secret, file: secret + " \t",
+		wantCode: 1,
+		wantStdout: "signature INVALID: signature does not match\n" +
+			"  hint: the signature matches the secret without the whitespace at its end, so the Secret that signed it has none: " +
+			"remove the whitespace from the secret file\n",
+	}, {
+		name:       "the whitespace is not the cause",
+		signedWith: secret, file: secret + "\n",
+		body:     strings.Replace(verifyBody, "1234.56", "9234.56", 1),
+		wantCode: 1,
+		wantStdout: "signature INVALID: signature does not match\n" +
+			"  hint: the secret ends in a newline, but the signature matches neither with it nor without it, so that is not the cause\n",
+	}, {
+		name:       "no whitespace hint when the timestamp fails",
+		signedWith: secret + "\n", file: secret,
+		signedAt:   -10 * time.Minute,
+		wantCode:   1,
+		wantStdout: "signature INVALID: timestamp is outside the tolerance: 10m ago (tolerance 5m0s)\n",
+	}, {
+		name:   "a newline after a whsec_ secret makes no difference",
+		scheme: signature.SchemeStandardWebhooks, signedWith: whsec, file: whsec + "\n",
+		wantStdout: "signature valid\n",
+	}, {
+		name:   "a space after a whsec_ secret breaks its base64",
+		scheme: signature.SchemeStandardWebhooks, signedWith: whsec, file: whsec + " ",
+		wantCode: 1,
+		wantStdout: "signature INVALID: secret has the whsec_ prefix but is not valid standard base64\n" +
+			`  hint: the signature matches the secret without the whitespace at its end, so the Secret that signed it has none: ` +
+			"remove the whitespace from the secret file\n",
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			scheme := cmp.Or(tt.scheme, signature.SchemeOneFlow)
+			h := sign(t, scheme, "msg_1", time.Now().Add(tt.signedAt), tt.signedWith)
+			args := []string{"verify", "--scheme", string(scheme), "--secret-file", writeSecret(t, tt.file)}
+			if scheme == signature.SchemeOneFlow {
+				args = with(args, "--timestamp", h.Get(signature.HeaderTimestamp), "--signature", h.Get(signature.HeaderSignature))
+			} else {
+				args = with(args, "--id", h.Get(signature.StandardHeaderID),
+					"--timestamp", h.Get(signature.StandardHeaderTimestamp), "--signature", h.Get(signature.StandardHeaderSignature))
+			}
+			r := kubectlWebhook(t, cmp.Or(tt.body, verifyBody), with(args, tt.flags...)...)
+			if r.code != tt.wantCode || r.stdout != tt.wantStdout {
+				t.Errorf("want exit code %d and stdout\n%s\ngot %s", tt.wantCode, tt.wantStdout, r)
+			}
+			noSecret(t, r, strings.TrimSpace(tt.file))
+		})
+	}
 }
 
 func TestVerifyOneFlowTolerance(t *testing.T) {
@@ -104,7 +210,7 @@ func TestVerifyStandardWebhooks(t *testing.T) {
 		t.Fatal(err)
 	}
 	secret := signature.StandardSecretPrefix + base64.StdEncoding.EncodeToString(key)
-	file := writeSecret(t, secret+"\n")
+	file := writeSecret(t, secret)
 	h := sign(t, signature.SchemeStandardWebhooks, "msg_2b7f", time.Now(), secret)
 	args := []string{"verify", "--scheme", "standard-webhooks", "--secret-file", file, "--id", h.Get(signature.StandardHeaderID),
 		"--timestamp", h.Get(signature.StandardHeaderTimestamp), "--signature", h.Get(signature.StandardHeaderSignature)}
@@ -146,6 +252,100 @@ func TestVerifyStandardWebhooksTolerance(t *testing.T) {
 	mustSucceed(t, kubectlWebhook(t, verifyBody, with(args, "--no-tolerance")...))
 }
 
+// TestVerifyTimestampAndSchemeHints checks the hints for a timestamp in the other scheme's unit and for a
+// request of the other scheme.
+func TestVerifyTimestampAndSchemeHints(t *testing.T) {
+	const secret = "s3cr3t-signing-key"
+	file := writeSecret(t, secret)
+	now := time.Now()
+	oneFlow := sign(t, signature.SchemeOneFlow, "", now, secret)
+	standard := sign(t, signature.SchemeStandardWebhooks, "msg_1", now, secret)
+	seconds, milliseconds := strconv.FormatInt(now.Unix(), 10), signature.Timestamp(now)
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout []string // the lines, "*" for one that depends on today's date
+	}{{
+		name:     "seconds given to 1flow",
+		args:     []string{"--timestamp", seconds, "--signature", oneFlow.Get(signature.HeaderSignature)},
+		wantCode: 1,
+		wantStdout: []string{"*",
+			"  hint: the timestamp looks like Unix seconds; the 1flow scheme's X-Webhook-Timestamp is in Unix milliseconds"},
+	}, {
+		name: "milliseconds given to standard-webhooks",
+		args: []string{"--scheme", "standard-webhooks", "--id", "msg_1",
+			"--timestamp", milliseconds, "--signature", standard.Get(signature.StandardHeaderSignature)},
+		wantCode: 1,
+		wantStdout: []string{"signature INVALID: timestamp is outside the tolerance: more than 292y in the future (tolerance 5m0s)",
+			"  hint: the timestamp looks like Unix milliseconds; the standard-webhooks scheme's webhook-timestamp is in Unix seconds"},
+	}, {
+		name: "a standard-webhooks request checked without --scheme",
+		args: []string{"--id", "msg_1", "--timestamp", standard.Get(signature.StandardHeaderTimestamp),
+			"--signature", standard.Get(signature.StandardHeaderSignature)},
+		wantCode: 1,
+		wantStdout: []string{"*", `  hint: the signature has the standard-webhooks form "v1,<base64>", --id (webhook-id) is given ` +
+			"and the timestamp looks like Unix seconds: did you mean --scheme standard-webhooks?"},
+	}, {
+		name:     "a standard-webhooks signature alone suggests the scheme",
+		args:     []string{"--timestamp", milliseconds, "--signature", standard.Get(signature.StandardHeaderSignature)},
+		wantCode: 1,
+		wantStdout: []string{"signature INVALID: signature does not match",
+			`  hint: the signature has the standard-webhooks form "v1,<base64>": did you mean --scheme standard-webhooks?`},
+	}, {
+		name: "a 1flow request checked with --scheme standard-webhooks",
+		args: []string{"--scheme", "standard-webhooks", "--id", "msg_1", "--timestamp", oneFlow.Get(signature.HeaderTimestamp),
+			"--signature", oneFlow.Get(signature.HeaderSignature)},
+		wantCode: 1,
+		wantStdout: []string{"signature INVALID: timestamp is outside the tolerance: more than 292y in the future (tolerance 5m0s)",
+			"  hint: the signature has the 1flow form of 64 hex digits and the timestamp looks like Unix milliseconds: did you mean --scheme 1flow?"},
+	}, {
+		name:       "--id alone does not suggest standard-webhooks",
+		args:       []string{"--id", "msg_1", "--timestamp", oneFlow.Get(signature.HeaderTimestamp), "--signature", strings.Repeat("0", 64)},
+		wantCode:   1,
+		wantStdout: []string{"signature INVALID: signature does not match"},
+	}, {
+		name: "a 1flow request with --id verifies",
+		args: []string{"--id", "msg_1", "--timestamp", oneFlow.Get(signature.HeaderTimestamp),
+			"--signature", oneFlow.Get(signature.HeaderSignature)},
+		wantStdout: []string{"signature valid"},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := kubectlWebhook(t, verifyBody, append([]string{"verify", "--secret-file", file}, tt.args...)...)
+			lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+			match := r.code == tt.wantCode && len(lines) == len(tt.wantStdout)
+			for i := 0; match && i < len(lines); i++ {
+				match = tt.wantStdout[i] == "*" || lines[i] == tt.wantStdout[i]
+			}
+			if !match {
+				t.Errorf("want exit code %d and stdout\n%s\ngot %s", tt.wantCode, strings.Join(tt.wantStdout, "\n"), r)
+			}
+			noSecret(t, r, secret)
+		})
+	}
+}
+
+func TestVerifyDescribeOffset(t *testing.T) {
+	const year = 365 * 24 * 60 * 60
+	tests := []struct {
+		offset int64
+		want   string
+	}{
+		{0, "0s in the future"},
+		{-90, "90s ago"},
+		{10 * 60, "10m in the future"},
+		{-(5*60 + 30), "5m30s ago"},
+		{-56 * year, "56y ago"},
+		{1_705_314_600_000, "more than 292y in the future"},
+	}
+	for _, tt := range tests {
+		if got := describeOffset(tt.offset); got != tt.want {
+			t.Errorf("describeOffset(%d) = %q, want %q", tt.offset, got, tt.want)
+		}
+	}
+}
+
 func TestVerifyErrors(t *testing.T) {
 	file := writeSecret(t, "secret")
 	mustFail(t, kubectlWebhook(t, "", "verify", "--timestamp", "1", "--signature", "x"), `required flag(s) "secret-file" not set`)
@@ -153,7 +353,9 @@ func TestVerifyErrors(t *testing.T) {
 		`unknown --scheme "hmac"`)
 	mustFail(t, kubectlWebhook(t, "", "verify", "--secret-file", filepath.Join(t.TempDir(), "missing"), "--timestamp", "1", "--signature", "x"),
 		"read --secret-file")
-	mustFail(t, kubectlWebhook(t, "", "verify", "--secret-file", writeSecret(t, "\n"), "--timestamp", "1", "--signature", "x"), "is empty")
+	mustFail(t, kubectlWebhook(t, "", "verify", "--secret-file", writeSecret(t, ""), "--timestamp", "1", "--signature", "x"), "is empty")
+	mustFail(t, kubectlWebhook(t, "", "verify", "--secret-file", writeSecret(t, "\n"), "--trim-newline", "--timestamp", "1", "--signature", "x"),
+		"is empty")
 	mustFail(t, kubectlWebhook(t, "", "verify", "--secret-file", file, "--timestamp", "yesterday", "--signature", "x"),
 		"signature INVALID: timestamp is not a decimal number")
 }
