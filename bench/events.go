@@ -88,7 +88,7 @@ func (h *harness) markDelivered(ctx context.Context, ev *webhooksv1alpha1.Docume
 		LastAttemptTime: &now,
 		LastStatusCode:  200,
 		DeliveredAt:     &now,
-		DurationMs:      1,
+		Duration:        webhooksv1alpha1.AttemptDuration(time.Millisecond),
 	}}
 	apimeta.SetStatusCondition(&ev.Status.Conditions, metav1.Condition{
 		Type: webhooksv1alpha1.DeliveredCondition, Status: metav1.ConditionTrue, ObservedGeneration: ev.Generation,

@@ -61,16 +61,23 @@ type DocumentStatus struct {
 	// +kubebuilder:validation:MaxLength=128
 	DocType *string `json:"docType,omitempty"`
 
+	// The date rules below never call timestamp(): it fails at run time on a date that does not exist
+	// (2024-02-30), and the API server then reports a CEL type conversion error instead of the value. The
+	// regular expression bounds every field, the month lengths are checked on the digits it matched, and
+	// the && after it stops evaluation of what could fail; messageExpression says which part is wrong.
+
 	// CreatedAt is when the document was created, RFC 3339. Defaults to the event's creationTimestamp.
+	// A date that does not exist, such as 2024-02-30, is refused.
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
-	// +kubebuilder:validation:XValidation:rule="self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$') && timestamp(self) == timestamp(self)",message="createdAt must be an RFC 3339 timestamp such as 2024-01-15T10:30:00Z"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\\\.[0-9]+)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$') && !(self.substring(5, 10) in ['02-30', '02-31', '04-31', '06-31', '09-31', '11-31']) && (self.substring(5, 10) != '02-29' || int(self.substring(0, 4)) % 4 == 0 && (int(self.substring(0, 4)) % 100 != 0 || int(self.substring(0, 4)) % 400 == 0))",message="createdAt must be an RFC 3339 timestamp such as 2024-01-15T10:30:00Z",messageExpression="'createdAt must be an RFC 3339 timestamp such as 2024-01-15T10:30:00Z' + (!self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$') ? '' : !self.matches('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\\\.[0-9]+)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$') ? ' (months are 01-12, days 01-31, hours 00-23, minutes and seconds 00-59, UTC offsets at most 23:59)' : ' (' + ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'][int(self.substring(5, 7)) - 1] + ' ' + self.substring(0, 4) + ' has ' + (self.substring(5, 7) == '02' ? (int(self.substring(0, 4)) % 4 == 0 && (int(self.substring(0, 4)) % 100 != 0 || int(self.substring(0, 4)) % 400 == 0) ? '29' : '28') : self.substring(5, 7) in ['04', '06', '09', '11'] ? '30' : '31') + ' days)')"
 	CreatedAt string `json:"createdAt,omitempty"`
 
 	// UpdatedAt is when the document was last updated, RFC 3339. Defaults to the event's creationTimestamp.
+	// A date that does not exist, such as 2024-02-30, is refused.
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
-	// +kubebuilder:validation:XValidation:rule="self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$') && timestamp(self) == timestamp(self)",message="updatedAt must be an RFC 3339 timestamp such as 2024-01-15T10:30:00Z"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\\\.[0-9]+)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$') && !(self.substring(5, 10) in ['02-30', '02-31', '04-31', '06-31', '09-31', '11-31']) && (self.substring(5, 10) != '02-29' || int(self.substring(0, 4)) % 4 == 0 && (int(self.substring(0, 4)) % 100 != 0 || int(self.substring(0, 4)) % 400 == 0))",message="updatedAt must be an RFC 3339 timestamp such as 2024-01-15T10:30:00Z",messageExpression="'updatedAt must be an RFC 3339 timestamp such as 2024-01-15T10:30:00Z' + (!self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$') ? '' : !self.matches('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\\\.[0-9]+)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$') ? ' (months are 01-12, days 01-31, hours 00-23, minutes and seconds 00-59, UTC offsets at most 23:59)' : ' (' + ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'][int(self.substring(5, 7)) - 1] + ' ' + self.substring(0, 4) + ' has ' + (self.substring(5, 7) == '02' ? (int(self.substring(0, 4)) % 4 == 0 && (int(self.substring(0, 4)) % 100 != 0 || int(self.substring(0, 4)) % 400 == 0) ? '29' : '28') : self.substring(5, 7) in ['04', '06', '09', '11'] ? '30' : '31') + ' days)')"
 	UpdatedAt string `json:"updatedAt,omitempty"`
 
 	// ExtractionErrors lists the extraction errors. Absent or null is sent as null.
@@ -131,11 +138,12 @@ type DocumentSummary struct {
 	// +kubebuilder:pruning:PreserveUnknownFields
 	TotalAmount *Decimal `json:"totalAmount,omitempty"` // validated by hack/decimal-schema, which controller-gen cannot do
 
-	// DocumentDate is the document date, YYYY-MM-DD. Absent or null is sent as null.
+	// DocumentDate is the document date, YYYY-MM-DD. Absent or null is sent as null. A date that does
+	// not exist, such as 2024-02-30, is refused.
 	// +optional
 	// +nullable
 	// +kubebuilder:validation:MaxLength=10
-	// +kubebuilder:validation:XValidation:rule="self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}$') && timestamp(self + 'T00:00:00Z') == timestamp(self + 'T00:00:00Z')",message="documentDate must be a calendar date in YYYY-MM-DD format"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$') && !(self.substring(5, 10) in ['02-30', '02-31', '04-31', '06-31', '09-31', '11-31']) && (self.substring(5, 10) != '02-29' || int(self.substring(0, 4)) % 4 == 0 && (int(self.substring(0, 4)) % 100 != 0 || int(self.substring(0, 4)) % 400 == 0))",message="documentDate must be a calendar date in YYYY-MM-DD format",messageExpression="'documentDate must be a calendar date in YYYY-MM-DD format' + (!self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}$') ? '' : !self.matches('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$') ? ' (months are 01-12, days 01-31)' : ' (' + ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'][int(self.substring(5, 7)) - 1] + ' ' + self.substring(0, 4) + ' has ' + (self.substring(5, 7) == '02' ? (int(self.substring(0, 4)) % 4 == 0 && (int(self.substring(0, 4)) % 100 != 0 || int(self.substring(0, 4)) % 400 == 0) ? '29' : '28') : self.substring(5, 7) in ['04', '06', '09', '11'] ? '30' : '31') + ' days)')"
 	DocumentDate string `json:"documentDate,omitempty"`
 }
 
@@ -223,7 +231,8 @@ type EndpointDelivery struct {
 	// +optional
 	LastAttemptTime *metav1.MicroTime `json:"lastAttemptTime,omitempty"`
 
-	// NextAttemptTime is when the next attempt is due, while the phase is Retrying.
+	// NextAttemptTime is when the next attempt is due, while the phase is Retrying; while the endpoint's
+	// circuit is open (reason CircuitOpen), the time of its next probe.
 	// +optional
 	NextAttemptTime *metav1.MicroTime `json:"nextAttemptTime,omitempty"`
 
@@ -241,9 +250,9 @@ type EndpointDelivery struct {
 	// +optional
 	DeliveredAt *metav1.MicroTime `json:"deliveredAt,omitempty"`
 
-	// DurationMs is how long the last attempt took, in milliseconds.
+	// Duration is how long the last attempt took, to the microsecond (for example "412µs" or "1.2034s").
 	// +optional
-	DurationMs int64 `json:"durationMs,omitempty"`
+	Duration *metav1.Duration `json:"duration,omitempty"`
 }
 
 // Limits of the status schema; the controller keeps every status write within them, so that no patch

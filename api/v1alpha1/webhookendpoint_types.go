@@ -209,6 +209,12 @@ type WebhookEndpointStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
+	// URL is spec.url with its user information, query values and fragment replaced by ***, for display:
+	// the URL column of `kubectl get webhookendpoints` shows it, so that credentials in the URL do not
+	// appear on screen or in logs. spec.url keeps the full URL.
+	// +optional
+	URL string `json:"url,omitempty"`
+
 	// Conditions holds the Ready condition.
 	// +optional
 	// +listType=map
@@ -243,9 +249,9 @@ type TestResult struct {
 	// +optional
 	StatusCode int32 `json:"statusCode,omitempty"`
 
-	// DurationMs is how long the test took, in milliseconds.
+	// Duration is how long the test took, to the microsecond.
 	// +optional
-	DurationMs int64 `json:"durationMs,omitempty"`
+	Duration *metav1.Duration `json:"duration,omitempty"`
 
 	// Success is true when the receiver answered with a 2xx status.
 	// +optional
@@ -271,9 +277,9 @@ type LastDelivery struct {
 	// +optional
 	StatusCode int32 `json:"statusCode,omitempty"`
 
-	// DurationMs is how long the attempt took, in milliseconds.
+	// Duration is how long the attempt took, to the microsecond.
 	// +optional
-	DurationMs int64 `json:"durationMs,omitempty"`
+	Duration *metav1.Duration `json:"duration,omitempty"`
 
 	// Success is true when the receiver answered with a 2xx status.
 	// +required
@@ -283,7 +289,7 @@ type LastDelivery struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=whe,categories=webhooks
-// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.spec.url`
+// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.status.url`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Last delivery",type=date,JSONPath=`.status.lastDelivery.time`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -215,7 +215,7 @@ func printStatusTable(out io.Writer, endpoints []webhooksv1alpha1.WebhookEndpoin
 	return w.Flush()
 }
 
-// lastDelivery formats the last attempt as "<age> <HTTP status> ok|failed", "-" for none.
+// lastDelivery formats the last attempt as "<age> <HTTP status> ok|failed in <duration>", "-" for none.
 func lastDelivery(d *webhooksv1alpha1.LastDelivery, now time.Time) string {
 	if d == nil || d.Time.IsZero() {
 		return "-"
@@ -227,6 +227,9 @@ func lastDelivery(d *webhooksv1alpha1.LastDelivery, now time.Time) string {
 	outcome := "failed"
 	if d.Success {
 		outcome = "ok"
+	}
+	if d.Duration != nil {
+		outcome += " in " + recordedDuration(d.Duration)
 	}
 	return fmt.Sprintf("%s ago %s %s", duration.HumanDuration(now.Sub(d.Time.Time)), code, outcome)
 }

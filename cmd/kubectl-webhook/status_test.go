@@ -82,7 +82,7 @@ func TestStatus(t *testing.T) {
 		newEndpoint(t, ns, name)
 	}
 	setEndpointStatus(t, ns, "alpha", metav1.ConditionTrue, webhooksv1alpha1.ReadyReason, &webhooksv1alpha1.LastDelivery{
-		Event: "e1", Time: metav1.NewTime(time.Now().Add(-5 * time.Minute)), StatusCode: 200, DurationMs: 12, Success: true,
+		Event: "e1", Time: metav1.NewTime(time.Now().Add(-5 * time.Minute)), StatusCode: 200, Duration: webhooksv1alpha1.AttemptDuration(400 * time.Microsecond), Success: true,
 	})
 	setEndpointStatus(t, ns, "beta", metav1.ConditionFalse, webhooksv1alpha1.CircuitOpenReason, &webhooksv1alpha1.LastDelivery{
 		Event: "e2", Time: metav1.NewTime(time.Now().Add(-30 * time.Second)), StatusCode: 503, Success: false,
@@ -111,7 +111,7 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("want 3 rows, got %d: %s", len(rows), r)
 	}
 	want := map[string]map[string]string{
-		"alpha": {"READY": "True", "REASON": "Ready", "CIRCUIT": "closed", "LAST DELIVERY": "5m ago 200 ok", "PENDING": "2", "FAILED": "1"},
+		"alpha": {"READY": "True", "REASON": "Ready", "CIRCUIT": "closed", "LAST DELIVERY": "5m ago 200 ok in 0.4ms", "PENDING": "2", "FAILED": "1"},
 		"beta":  {"READY": "False", "REASON": "CircuitOpen", "CIRCUIT": "open", "LAST DELIVERY": "30s ago 503 failed", "PENDING": "1", "FAILED": "2"},
 		"gamma": {"READY": "Unknown", "REASON": "-", "CIRCUIT": "closed", "LAST DELIVERY": "-", "PENDING": "0", "FAILED": "0"},
 	}

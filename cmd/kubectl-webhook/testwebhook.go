@@ -10,11 +10,13 @@ import (
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
+	"github.com/1flow/webhook-operator/internal/delivery"
 )
 
 // pollInterval is how often --wait reads the object again.
@@ -130,7 +132,7 @@ func printTestResult(w io.Writer, name string, r *webhooksv1alpha1.TestResult) e
 		code = fmt.Sprint(r.StatusCode)
 	}
 	lines := fmt.Sprintf("webhookendpoint/%s: test webhook %s\n  status code: %s\n  duration:    %s\n  success:     %t\n",
-		name, verdict, code, time.Duration(r.DurationMs)*time.Millisecond, r.Success)
+		name, verdict, code, recordedDuration(r.Duration), r.Success)
 	if r.Error != "" {
 		lines += "  error:       " + r.Error + "\n"
 	}
@@ -144,4 +146,13 @@ func annotationsPatch(values map[string]*string) ([]byte, error) {
 		return nil, errors.New("no annotations to patch")
 	}
 	return json.Marshal(map[string]any{"metadata": map[string]any{"annotations": values}})
+}
+
+// recordedDuration shows a duration from the status the way the operator's outputs do, "-" when none
+// was recorded (the request was never sent).
+func recordedDuration(d *metav1.Duration) string {
+	if d == nil {
+		return "-"
+	}
+	return delivery.FormatDuration(d.Duration)
 }

@@ -81,11 +81,11 @@ func playOperator(t *testing.T, ns, name string, result webhooksv1alpha1.TestRes
 func TestTestWaitSuccess(t *testing.T) {
 	ns := newNamespace(t)
 	newEndpoint(t, ns, "orders")
-	playOperator(t, ns, "orders", webhooksv1alpha1.TestResult{StatusCode: 200, DurationMs: 42, Success: true})
+	playOperator(t, ns, "orders", webhooksv1alpha1.TestResult{StatusCode: 200, Duration: webhooksv1alpha1.AttemptDuration(420 * time.Microsecond), Success: true})
 
 	r := kubectlWebhook(t, "", "test", "orders", "-n", ns, "--wait", "--timeout", "30s")
 	mustSucceed(t, r)
-	for _, want := range []string{"webhookendpoint/orders: test webhook succeeded", "status code: 200", "duration:    42ms", "success:     true"} {
+	for _, want := range []string{"webhookendpoint/orders: test webhook succeeded", "status code: 200", "duration:    0.4ms", "success:     true"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("output lacks %q: %s", want, r)
 		}
@@ -99,7 +99,7 @@ func TestTestWaitFailure(t *testing.T) {
 	ns := newNamespace(t)
 	newEndpoint(t, ns, "orders")
 	playOperator(t, ns, "orders", webhooksv1alpha1.TestResult{
-		StatusCode: 503, DurationMs: 1500, Error: "receiver answered 503 Service Unavailable",
+		StatusCode: 503, Duration: webhooksv1alpha1.AttemptDuration(1500 * time.Millisecond), Error: "receiver answered 503 Service Unavailable",
 	})
 
 	r := kubectlWebhook(t, "", "test", "orders", "-n", ns, "--wait")
@@ -117,7 +117,7 @@ func TestTestWaitFailure(t *testing.T) {
 func TestTestWaitNoResponse(t *testing.T) {
 	ns := newNamespace(t)
 	newEndpoint(t, ns, "orders")
-	playOperator(t, ns, "orders", webhooksv1alpha1.TestResult{DurationMs: 10000, Error: "timeout awaiting response headers"})
+	playOperator(t, ns, "orders", webhooksv1alpha1.TestResult{Duration: webhooksv1alpha1.AttemptDuration(10 * time.Second), Error: "timeout awaiting response headers"})
 
 	r := kubectlWebhook(t, "", "test", "orders", "-n", ns, "--wait")
 	mustFail(t, r, "status code: none (no response)")

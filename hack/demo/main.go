@@ -1,7 +1,8 @@
 // Command demo shows webhook-operator end to end on this machine: a local control plane, the manager
 // binary running with its generated RBAC, a sample receiver that verifies every signature, and the
 // samples from config/samples. It prints a summary and exits 0 when every event is Delivered, or keeps
-// everything running with DEMO_KEEP=1.
+// everything running with DEMO_KEEP=1. The manager's log goes to bin/demo-manager.log, which outlives the
+// demo so that it can be read after a failure or a run that ended.
 package main
 
 import (
@@ -32,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
+	"github.com/1flow/webhook-operator/internal/delivery"
 	"github.com/1flow/webhook-operator/internal/localcluster"
 	"github.com/1flow/webhook-operator/pkg/signature"
 )
@@ -76,13 +78,21 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	logPath := filepath.Join(work, "manager.log")
+	// The log and the DEMO_KEEP kubeconfig go to bin/ (ignored by git) rather than to the temporary
+	// folder, which is removed when the demo ends.
+	keepDir := filepath.Join(root, "bin")
+	if err := os.MkdirAll(keepDir, 0o755); err != nil {
+		return err
+	}
+	logPath := filepath.Join(keepDir, "demo-manager.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = logFile.Close() }()
-	step("Starting the manager as its own process, allowed only what config/rbac grants")
+	step("Starting the manager as its own process, allowed only what config/rbac grants, with\n"+
+		"    --allowed-cidrs=127.0.0.0/8 so that it may deliver to the receivers on loopback (refused by default)\n"+
+		"    Manager log: %s", logPath)
 	manager, err := localcluster.StartManager(ctx, binary, kubeconfig, logFile, "--leader-elect")
 	if err != nil {
 		return withLog(err, logPath)
@@ -150,15 +160,16 @@ func run() error {
 	}
 
 	if os.Getenv("DEMO_KEEP") == "" {
-		step("Done: every event was Delivered and every signature verified. Set DEMO_KEEP=1 to keep it running.")
+		step("Done: every event was Delivered and every signature verified. Manager log: %s\n"+
+			"    Set DEMO_KEEP=1 to keep it running.", logPath)
 		return nil
 	}
-	return keepRunning(ctx, cluster)
+	return keepRunning(ctx, cluster, keepDir, logPath)
 }
 
 func withLog(err error, logPath string) error {
 	out, _ := os.ReadFile(logPath)
-	return fmt.Errorf("%w\n--- manager log ---\n%s", err, out)
+	return fmt.Errorf("%w\n--- manager log (%s) ---\n%s", err, logPath, out)
 }
 
 func sampleSigningSecret(path string) ([]byte, error) {
@@ -419,14 +430,17 @@ func printSummary(events []webhooksv1alpha1.DocumentEvent, lastTest *webhooksv1a
 		if !lastTest.Success {
 			result = "failed: " + lastTest.Error
 		}
-		_, _ = fmt.Fprintf(w, "(test webhook)\ttest_...\tINVOICE\t-\torders-receiver\t1\t%d\t1\t%s, %dms\n",
-			lastTest.StatusCode, result, lastTest.DurationMs)
+		if lastTest.Duration != nil {
+			result += ", " + delivery.FormatDuration(lastTest.Duration.Duration)
+		}
+		_, _ = fmt.Fprintf(w, "(test webhook)\ttest_...\tINVOICE\t-\torders-receiver\t1\t%d\t1\t%s\n",
+			lastTest.StatusCode, result)
 	}
 	_ = w.Flush()
 	fmt.Println()
 }
 
-func keepRunning(ctx context.Context, cluster *localcluster.Cluster) error {
+func keepRunning(ctx context.Context, cluster *localcluster.Cluster, keepDir, logPath string) error {
 	admin, err := cluster.Env.AddUser(envtest.User{Name: "demo-admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		return err
@@ -435,17 +449,12 @@ func keepRunning(ctx context.Context, cluster *localcluster.Cluster) error {
 	if err != nil {
 		return err
 	}
-	path, err := filepath.Abs(filepath.Join("bin", "demo.kubeconfig"))
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
+	path := filepath.Join(keepDir, "demo.kubeconfig")
 	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
 		return err
 	}
-	step("Still running (DEMO_KEEP=1). Try:\n    kubectl --kubeconfig %s -n %s get whe,de\nPress Ctrl-C to stop.", path, namespace)
+	step("Still running (DEMO_KEEP=1). Try:\n    kubectl --kubeconfig %s -n %s get whe,de\n    tail -f %s\nPress Ctrl-C to stop.",
+		path, namespace, logPath)
 	<-ctx.Done()
 	return nil
 }

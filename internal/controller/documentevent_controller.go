@@ -84,7 +84,7 @@ func (r *DocumentEventReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return ctrl.Result{RequeueAfter: wait}, client.IgnoreNotFound(err)
 	}
 
-	s := newEventScope(ev, r.shared.engine.Outcomes(req.NamespacedName), r.shared.clock.Now())
+	s := newEventScope(log.FromContext(ctx), ev, r.shared.engine.Outcomes(req.NamespacedName), r.shared.clock.Now())
 	defer func() {
 		if err := r.commit(ctx, s); err != nil {
 			// Retried with backoff; a requeue time alongside an error would be ignored anyway.
@@ -260,7 +260,7 @@ func (r *DocumentEventReconciler) recordOne(ctx context.Context, reader client.R
 		}
 		return err
 	}
-	s := newEventScope(ev, r.shared.engine.Outcomes(key), r.shared.clock.Now())
+	s := newEventScope(log.FromContext(ctx), ev, r.shared.engine.Outcomes(key), r.shared.clock.Now())
 	s.reader = reader
 	if err := r.runPhases(ctx, s, false); err != nil {
 		return err

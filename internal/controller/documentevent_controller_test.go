@@ -167,7 +167,7 @@ var _ = Describe("DocumentEvent delivery", func() {
 		Expect(d.Attempts).To(Equal(int32(3)))
 		Expect(d.LastStatusCode).To(BeZero())
 		Expect(d.LastError).To(ContainSubstring("timeout"))
-		Expect(d.DurationMs).To(BeNumerically(">=", 300))
+		Expect(d.Duration.Duration).To(BeNumerically(">=", 300*time.Millisecond))
 
 		reqs := recv.received()
 		Expect(reqs).To(HaveLen(3))

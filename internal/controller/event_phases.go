@@ -7,11 +7,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
@@ -25,6 +25,7 @@ import (
 type eventScope struct {
 	ev, base *webhooksv1alpha1.DocumentEvent
 	now      time.Time
+	log      logr.Logger
 	// reader lists endpoints; nil means the reconciler's cached client.
 	reader client.Reader
 
@@ -42,8 +43,8 @@ type eventScope struct {
 	requeue       time.Duration
 }
 
-func newEventScope(ev *webhooksv1alpha1.DocumentEvent, outcomes []engine.Outcome, now time.Time) *eventScope {
-	return &eventScope{ev: ev, base: ev.DeepCopy(), now: now, outcomes: outcomes}
+func newEventScope(log logr.Logger, ev *webhooksv1alpha1.DocumentEvent, outcomes []engine.Outcome, now time.Time) *eventScope {
+	return &eventScope{ev: ev, base: ev.DeepCopy(), now: now, log: log, outcomes: outcomes}
 }
 
 func (s *eventScope) requeueWithin(d time.Duration) {
@@ -180,16 +181,23 @@ func (r *DocumentEventReconciler) recordSent(ctx context.Context, s *eventScope,
 		recordAttempt(d, res, policy, r.Jitter())
 	}
 	s.learned = true
-	log.FromContext(ctx).V(1).Info("delivery attempt", "endpoint", d.Endpoint, "deliveryId", d.DeliveryID,
+	s.log.V(1).Info("delivery attempt", "endpoint", d.Endpoint, "deliveryId", d.DeliveryID,
 		"attempt", d.Attempts, "statusCode", res.StatusCode, "success", res.Success,
-		"durationMs", res.Duration.Milliseconds(), "error", res.Error)
-	s.after(func() { metrics.RecordAttempt(attemptResult(res), res.StatusCode, res.Duration.Seconds()) })
+		"duration", delivery.FormatDuration(res.Duration), "error", res.Error)
+	attempted, endpoint := d.DeepCopy(), types.NamespacedName{Namespace: s.ev.Namespace, Name: d.Endpoint}
+	s.after(func() {
+		metrics.RecordAttempt(attemptResult(res), res.StatusCode, res.Duration.Seconds())
+		r.shared.deliveryLog.logAttempt(s.log, s.now, s.ev, endpoint, attempted, res)
+	})
 	if d.Phase.IsFinal() {
 		r.afterFinished(s, d)
 	}
 	if ep != nil && o.Circuit != engine.CircuitUnchanged {
 		epCopy, change := ep.DeepCopy(), o.Circuit
-		s.after(func() { r.emitCircuit(epCopy, change) })
+		s.after(func() {
+			r.emitCircuit(epCopy, change)
+			r.shared.deliveryLog.logCircuit(s.log, s.now, epCopy, change)
+		})
 	}
 }
 
@@ -200,6 +208,9 @@ func (r *DocumentEventReconciler) afterFinished(s *eventScope, d *webhooksv1alph
 	s.after(func() {
 		metrics.RecordFinished(final.Phase == webhooksv1alpha1.DeliveryDelivered, final.Attempts)
 		r.emitOutcome(ev, final)
+		if final.Phase == webhooksv1alpha1.DeliveryFailed {
+			r.shared.deliveryLog.logFailed(s.log, s.now, ev, final)
+		}
 	})
 }
 

@@ -141,7 +141,7 @@ func recordScheduledWaits(ev *webhooksv1alpha1.DocumentEvent, endpoint string) f
 			if d == nil || d.Phase != webhooksv1alpha1.DeliveryRetrying || d.NextAttemptTime == nil || d.LastAttemptTime == nil {
 				continue
 			}
-			end := d.LastAttemptTime.Add(time.Duration(d.DurationMs) * time.Millisecond)
+			end := d.LastAttemptTime.Add(d.Duration.Duration)
 			mu.Lock()
 			waits[d.Attempts] = d.NextAttemptTime.Sub(end)
 			mu.Unlock()

@@ -131,7 +131,7 @@ func recordAttempt(d *webhooksv1alpha1.EndpointDelivery, res delivery.Result, po
 	d.Attempts++
 	d.LastAttemptTime = &start
 	d.LastStatusCode = int32(res.StatusCode)
-	d.DurationMs = res.Duration.Milliseconds()
+	d.Duration = webhooksv1alpha1.AttemptDuration(res.Duration)
 	d.LastError = delivery.Truncate(res.Error, webhooksv1alpha1.MaxDeliveryErrorLength)
 	d.NextAttemptTime = nil
 	switch {
@@ -163,7 +163,7 @@ func recordBlocked(d *webhooksv1alpha1.EndpointDelivery, res delivery.Result) {
 	start := metav1.NewMicroTime(res.Start)
 	d.LastAttemptTime = &start
 	d.LastStatusCode = 0
-	d.DurationMs = res.Duration.Milliseconds()
+	d.Duration = webhooksv1alpha1.AttemptDuration(res.Duration)
 	d.LastError = delivery.Truncate(res.Error, webhooksv1alpha1.MaxDeliveryErrorLength)
 	d.Reason = webhooksv1alpha1.DestinationBlockedReason
 	d.NextAttemptTime = nil

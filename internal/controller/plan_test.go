@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -30,7 +31,7 @@ func TestMoreEndpointsThanAnEventCanRecordFailItWithAClearReason(t *testing.T) {
 	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	for _, n := range []int{webhooksv1alpha1.MaxDeliveriesPerEvent, webhooksv1alpha1.MaxDeliveriesPerEvent + 1} {
 		t.Run(fmt.Sprintf("%d endpoints", n), func(t *testing.T) {
-			s := newEventScope(planEvent(), nil, now)
+			s := newEventScope(logr.Discard(), planEvent(), nil, now)
 			for i := range n {
 				s.endpoints = append(s.endpoints, planEndpoint(fmt.Sprintf("ep-%03d", i), types.UID(fmt.Sprint(i))))
 			}
@@ -97,8 +98,8 @@ func TestAWaitingDeliveryKeepsTheReceiversErrorAndShowsTheNextProbe(t *testing.T
 		wantReason: webhooksv1alpha1.CircuitOpenReason, wantError: "HTTP 500 Internal Server Error",
 		wantNext: ptr.To(now.Add(2 * time.Second)),
 	}, {
-		name:   "circuit still open on the next look keeps it too",
-		before: webhooksv1alpha1.EndpointDelivery{Reason: webhooksv1alpha1.CircuitOpenReason, LastError: "HTTP 500 Internal Server Error"},
+		name:      "circuit still open on the next look keeps it too",
+		before:    webhooksv1alpha1.EndpointDelivery{Reason: webhooksv1alpha1.CircuitOpenReason, LastError: "HTTP 500 Internal Server Error"},
 		readiness: circuit, wait: time.Second,
 		wantReason: webhooksv1alpha1.CircuitOpenReason, wantError: "HTTP 500 Internal Server Error",
 		wantNext: ptr.To(now.Add(time.Second)),

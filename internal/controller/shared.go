@@ -61,6 +61,7 @@ type Shared struct {
 	events client.Reader
 	// recordOnShutdown records the outcomes that finished while the manager was stopping.
 	recordOnShutdown func(ctx context.Context, events []types.NamespacedName)
+	deliveryLog      *deliveryLog
 	// leader is when this process became leader (or, without leader election, started delivering).
 	leader     sync.Once
 	leaderTime time.Time
@@ -109,6 +110,7 @@ func newShared(cached, live client.Reader, opts Options) *Shared {
 		clock:               clk,
 		statusFlushInterval: opts.StatusFlushInterval,
 		resolver:            resolver,
+		deliveryLog:         newDeliveryLog(deliveryLogInterval),
 		engine: engine.New(engine.Config{
 			Sender:                  opts.Sender,
 			Endpoints:               resolver,

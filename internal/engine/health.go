@@ -120,7 +120,7 @@ func (e *Engine) record(ep Endpoint, event string, res delivery.Result, probe bo
 		Event:      event,
 		Time:       metav1.NewTime(res.Start),
 		StatusCode: int32(res.StatusCode),
-		DurationMs: res.Duration.Milliseconds(),
+		Duration:   webhooksv1alpha1.AttemptDuration(res.Duration),
 		Success:    res.Success,
 	}
 	if h.last == nil || !last.Time.Before(&h.last.Time) {

@@ -84,7 +84,7 @@ func (e *Engine) finishTestLocked(uid types.UID, value string, out Outcome) {
 		start := metav1.NewTime(out.Result.Start)
 		result.Time = &start
 		result.StatusCode = int32(out.Result.StatusCode)
-		result.DurationMs = out.Result.Duration.Milliseconds()
+		result.Duration = webhooksv1alpha1.AttemptDuration(out.Result.Duration)
 		result.Success = out.Result.Success
 		result.Error = out.Result.Error
 	case EndpointGone:

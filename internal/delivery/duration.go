@@ -1,0 +1,24 @@
+package delivery
+
+import (
+	"strconv"
+	"time"
+)
+
+// FormatDuration shows a measured duration the way every output of the operator and the plugin does:
+// fast answers keep their sub-millisecond precision ("0.4ms", "0.05ms"), slower ones lose digits nobody
+// reads ("412ms", "1.2s", "2m5s").
+func FormatDuration(d time.Duration) string {
+	ms := float64(d) / float64(time.Millisecond)
+	switch {
+	case d < 100*time.Microsecond:
+		return strconv.FormatFloat(ms, 'f', 2, 64) + "ms"
+	case d < 10*time.Millisecond:
+		return strconv.FormatFloat(ms, 'f', 1, 64) + "ms"
+	case d < time.Second:
+		return strconv.FormatFloat(ms, 'f', 0, 64) + "ms"
+	case d < time.Minute:
+		return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + "s"
+	}
+	return d.Round(time.Second).String()
+}
