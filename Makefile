@@ -99,9 +99,13 @@ bench-quick: manifests setup-envtest ## Run the benchmark at CI smoke sizes (tar
 build: manifests generate fmt vet ## Build the manager binary.
 	go build -o bin/manager ./cmd/manager
 
+# Manager flags for make run, for example ARGS="--allowed-cidrs=127.0.0.0/8" to deliver to a receiver on
+# this machine, whose loopback address the egress policy refuses by default.
+ARGS ?=
+
 .PHONY: run
-run: manifests generate fmt vet ## Run the manager against the cluster of the current kubeconfig.
-	go run ./cmd/manager
+run: manifests generate fmt vet ## Run the manager against the cluster of the current kubeconfig, with the flags in ARGS (e.g. ARGS="--allowed-cidrs=127.0.0.0/8" for a receiver on 127.0.0.1).
+	go run ./cmd/manager $(ARGS)
 
 .PHONY: docker-build
 docker-build: ## Build the manager image (needs a Docker engine).

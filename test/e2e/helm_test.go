@@ -35,9 +35,27 @@ const (
 	helmNamespace = "webhook-operator-helm"
 )
 
-// prometheusOperatorKinds are rendered by the chart but need the Prometheus Operator CRDs, which the
-// test API server does not have.
+// prometheusOperatorKinds are rendered by the chart on request only: they need the Prometheus Operator
+// CRDs, which the test API server does not have.
 var prometheusOperatorKinds = map[string]bool{"ServiceMonitor": true, "PrometheusRule": true}
+
+// prometheusOperatorOptIn are the values that turn the Prometheus Operator objects on.
+var prometheusOperatorOptIn = map[string]any{
+	"serviceMonitor": map[string]any{"enabled": true},
+	"prometheusRule": map[string]any{"enabled": true},
+}
+
+// monitoringObjects returns "Kind name" of the objects in the monitoring.coreos.com API group, which a
+// cluster without the Prometheus Operator rejects.
+func monitoringObjects(objects []*unstructured.Unstructured) []string {
+	var found []string
+	for _, obj := range objects {
+		if obj.GroupVersionKind().Group == "monitoring.coreos.com" {
+			found = append(found, obj.GetKind()+" "+obj.GetName())
+		}
+	}
+	return found
+}
 
 // clusterCapabilities describes the test API server to the Helm engine, so that the chart's kubeVersion
 // constraint is checked against a real version.
@@ -226,8 +244,9 @@ func checkManagerDeployment(t *testing.T, g Gomega, objects []*unstructured.Unst
 	return deployment
 }
 
-// TestHelmChartRendersAndPassesServerSideDryRun renders dist/chart with its default values and with a
-// non-default set, checks the key fields, and server-side dry-run applies every object and CRD.
+// TestHelmChartRendersAndPassesServerSideDryRun renders dist/chart with its default values and with
+// non-default sets, checks the key fields, and server-side dry-run applies every object and CRD. The
+// default must install on a plain cluster, so it renders nothing of the Prometheus Operator.
 func TestHelmChartRendersAndPassesServerSideDryRun(t *testing.T) {
 	ensureNamespace(t, helmNamespace, nil)
 	values := readYAMLDocs(t, mustRead(t, repoPath(t, "dist", "chart", "values.yaml")))[0]
@@ -247,8 +266,9 @@ func TestHelmChartRendersAndPassesServerSideDryRun(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(kindCounts(objects)).To(Equal(map[string]int{
 			"ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1,
-			"Deployment": 1, "Service": 1, "ServiceMonitor": 1, "PrometheusRule": 1,
+			"Deployment": 1, "Service": 1,
 		}))
+		g.Expect(monitoringObjects(objects)).To(BeEmpty(), "the default values must install without the Prometheus Operator")
 		for _, obj := range objects {
 			g.Expect(obj.GetLabels()).To(HaveKeyWithValue("app.kubernetes.io/instance", helmRelease), obj.GetName())
 			if obj.GetKind() != "ClusterRole" && obj.GetKind() != "ClusterRoleBinding" {
@@ -268,30 +288,13 @@ func TestHelmChartRendersAndPassesServerSideDryRun(t *testing.T) {
 		g.Expect(container.Args).NotTo(ContainElement(HavePrefix("--blocked-cidrs")))
 		g.Expect(container.Resources.Limits.Memory().String()).To(Equal("256Mi"))
 
-		// The metrics Service selects the manager Pods on the HTTPS port, and the ServiceMonitor selects it.
+		// The metrics Service selects the manager Pods on the HTTPS port.
 		service := findObject(objects, "Service", "-metrics-service")
 		g.Expect(service).NotTo(BeNil())
 		selector, _, _ := unstructured.NestedStringMap(service.Object, "spec", "selector")
 		g.Expect(selector).To(Equal(deployment.Spec.Selector.MatchLabels))
 		ports, _, _ := unstructured.NestedSlice(service.Object, "spec", "ports")
 		g.Expect(ports).To(ConsistOf(And(HaveKeyWithValue("name", "https"), HaveKeyWithValue("port", BeNumerically("==", 8443)))))
-		monitor := findObject(objects, "ServiceMonitor", "-metrics-monitor")
-		monitorSelector, _, _ := unstructured.NestedStringMap(monitor.Object, "spec", "selector", "matchLabels")
-		for k, v := range monitorSelector {
-			g.Expect(service.GetLabels()).To(HaveKeyWithValue(k, v))
-		}
-		endpoints, _, _ := unstructured.NestedSlice(monitor.Object, "spec", "endpoints")
-		configMonitor := readYAMLDocs(t, mustRead(t, repoPath(t, "config", "prometheus", "monitor.yaml")))[0]
-		wantEndpoints, _, _ := unstructured.NestedSlice(configMonitor, "spec", "endpoints")
-		g.Expect(endpoints).To(Equal(wantEndpoints), "the ServiceMonitor endpoint of config/prometheus/monitor.yaml")
-
-		// The PrometheusRule carries the alerts of config/prometheus/alerts.yaml untouched: Helm must not
-		// have evaluated the Prometheus templates in the annotations.
-		rule := findObject(objects, "PrometheusRule", "-alerts")
-		configRule := readYAMLDocs(t, mustRead(t, repoPath(t, "config", "prometheus", "alerts.yaml")))[0]
-		g.Expect(rule.Object["spec"]).To(Equal(configRule["spec"]))
-		g.Expect(prometheusRules(t, []map[string]any{rule.Object})).To(ContainElement(
-			HaveField("Annotations", HaveKeyWithValue("description", ContainSubstring("{{ $value")))))
 
 		// Every binding names the chart's service account in the release namespace.
 		for _, obj := range objects {
@@ -307,10 +310,8 @@ func TestHelmChartRendersAndPassesServerSideDryRun(t *testing.T) {
 				"%s refers to a role of the chart", obj.GetName())
 		}
 
-		skipped := dryRunApply(t, g, "helm-test", objects)
-		g.Expect(skipped).To(ConsistOf("ServiceMonitor", "PrometheusRule"))
-		t.Logf("default values: %d objects, %d applied with a server-side dry-run, skipped (no CRD) %v",
-			len(objects), len(objects)-len(skipped), skipped)
+		g.Expect(dryRunApply(t, g, "helm-test", objects)).To(BeEmpty())
+		t.Logf("default values: %d objects, all applied with a server-side dry-run", len(objects))
 
 		// The restricted Pod Security Standard admits the chart's manager Pod.
 		const restricted = "helm-restricted"
@@ -323,6 +324,40 @@ func TestHelmChartRendersAndPassesServerSideDryRun(t *testing.T) {
 		g.Expect(cluster.Client.Create(context.Background(), pod, client.DryRunAll)).To(Succeed())
 	})
 
+	t.Run("PrometheusOperatorOptIn", func(t *testing.T) {
+		g := NewWithT(t)
+		objects, err := renderChart(t, prometheusOperatorOptIn)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(monitoringObjects(objects)).To(ConsistOf(
+			"ServiceMonitor "+helmRelease+"-metrics-monitor", "PrometheusRule "+helmRelease+"-alerts"))
+
+		// The ServiceMonitor selects the metrics Service, on the endpoint of config/prometheus/monitor.yaml.
+		service := findObject(objects, "Service", "-metrics-service")
+		g.Expect(service).NotTo(BeNil())
+		monitor := findObject(objects, "ServiceMonitor", "-metrics-monitor")
+		g.Expect(monitor.GetNamespace()).To(Equal(helmNamespace))
+		monitorSelector, _, _ := unstructured.NestedStringMap(monitor.Object, "spec", "selector", "matchLabels")
+		g.Expect(monitorSelector).NotTo(BeEmpty())
+		for k, v := range monitorSelector {
+			g.Expect(service.GetLabels()).To(HaveKeyWithValue(k, v))
+		}
+		endpoints, _, _ := unstructured.NestedSlice(monitor.Object, "spec", "endpoints")
+		configMonitor := readYAMLDocs(t, mustRead(t, repoPath(t, "config", "prometheus", "monitor.yaml")))[0]
+		wantEndpoints, _, _ := unstructured.NestedSlice(configMonitor, "spec", "endpoints")
+		g.Expect(endpoints).To(Equal(wantEndpoints), "the ServiceMonitor endpoint of config/prometheus/monitor.yaml")
+
+		// The PrometheusRule carries the alerts of config/prometheus/alerts.yaml untouched: Helm must not
+		// have evaluated the Prometheus templates in the annotations.
+		rule := findObject(objects, "PrometheusRule", "-alerts")
+		g.Expect(rule.GetNamespace()).To(Equal(helmNamespace))
+		configRule := readYAMLDocs(t, mustRead(t, repoPath(t, "config", "prometheus", "alerts.yaml")))[0]
+		g.Expect(rule.Object["spec"]).To(Equal(configRule["spec"]))
+		g.Expect(prometheusRules(t, []map[string]any{rule.Object})).To(ContainElement(
+			HaveField("Annotations", HaveKeyWithValue("description", ContainSubstring("{{ $value")))))
+
+		g.Expect(dryRunApply(t, g, "helm-test", objects)).To(ConsistOf("ServiceMonitor", "PrometheusRule"))
+	})
+
 	t.Run("CustomValues", func(t *testing.T) {
 		g := NewWithT(t)
 		// Read like `helm install -f custom.yaml`: numbers arrive as float64.
@@ -331,8 +366,8 @@ watchNamespaces: [a, b]
 egress:
   blockPrivateNetworks: true
   allowedCIDRs: [10.20.0.0/16]
-serviceMonitor:
-  enabled: false
+prometheusRule:
+  enabled: true
 requireHTTPS: true
 maxInFlight: 1000000
 defaultTTLAfterFinished: 168h
@@ -364,11 +399,11 @@ image:
 			len(objects), len(objects)-len(skipped), skipped)
 	})
 
-	t.Run("InsecureMetricsWithoutPrometheusOperator", func(t *testing.T) {
+	t.Run("InsecureMetricsWithServiceMonitor", func(t *testing.T) {
 		g := NewWithT(t)
 		objects, err := renderChart(t, map[string]any{
 			"metrics":        map[string]any{"secure": false, "port": 8080},
-			"prometheusRule": map[string]any{"enabled": false},
+			"serviceMonitor": map[string]any{"enabled": true},
 		})
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(kindCounts(objects)).To(HaveKeyWithValue("ClusterRole", 1), "no metrics auth roles for plain HTTP")
@@ -384,7 +419,11 @@ image:
 
 	t.Run("MetricsDisabled", func(t *testing.T) {
 		g := NewWithT(t)
-		objects, err := renderChart(t, map[string]any{"metrics": map[string]any{"enabled": false}})
+		// Asked for, the ServiceMonitor is still left out: it would select no Service.
+		objects, err := renderChart(t, map[string]any{
+			"metrics":        map[string]any{"enabled": false},
+			"serviceMonitor": map[string]any{"enabled": true},
+		})
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(kindCounts(objects)).NotTo(HaveKey("Service"))
 		g.Expect(kindCounts(objects)).NotTo(HaveKey("ServiceMonitor"))
