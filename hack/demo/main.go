@@ -419,7 +419,7 @@ func printSummary(events []webhooksv1alpha1.DocumentEvent, lastTest *webhooksv1a
 			case ev.Status.LastRedeliveryRequest != "":
 				note = "redelivered on request, same X-Webhook-Id"
 			case d.Attempts > 1:
-				note = fmt.Sprintf("delivered after %d failed attempts", d.Attempts-1)
+				note = "delivered after " + delivery.Count(d.Attempts-1, "failed attempt")
 			}
 			_, _ = fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", ev.Name, ev.Spec.DocumentID, docType,
 				ev.Status.Phase, d.Endpoint, d.Attempts, d.LastStatusCode, received, note)

@@ -312,13 +312,10 @@ func (r *DocumentEventReconciler) emitOutcome(ev *webhooksv1alpha1.DocumentEvent
 }
 
 func attemptsText(n int32) string {
-	switch n {
-	case 0:
+	if n == 0 {
 		return "no attempt"
-	case 1:
-		return "1 attempt"
 	}
-	return fmt.Sprintf("%d attempts", n)
+	return delivery.Count(n, "attempt")
 }
 
 // emitCircuit records an Event when an attempt opened or closed the endpoint's circuit.
@@ -326,7 +323,7 @@ func (r *DocumentEventReconciler) emitCircuit(ep *webhooksv1alpha1.WebhookEndpoi
 	switch change {
 	case engine.CircuitOpened:
 		r.Recorder.Eventf(ep, nil, corev1.EventTypeWarning, webhooksv1alpha1.CircuitOpenedEvent, "Deliver",
-			"circuit opened after %d consecutive failed attempts; probing every %s", ep.GetFailureThreshold(), ep.GetCooldown())
+			"circuit opened after %s; probing every %s", delivery.Count(ep.GetFailureThreshold(), "consecutive failed attempt"), ep.GetCooldown())
 	case engine.CircuitClosed:
 		r.Recorder.Eventf(ep, nil, corev1.EventTypeNormal, webhooksv1alpha1.CircuitClosedEvent, "Deliver",
 			"circuit closed: an attempt succeeded")

@@ -330,7 +330,7 @@ func (e *Engine) attempt(l *lane, a Attempt) Outcome {
 	if !test && ep.MaxAttempts > 0 && a.Attempts >= ep.MaxAttempts {
 		out.Kind = Held
 		out.Readiness = Readiness{Reason: webhooksv1alpha1.AttemptsExhaustedReason,
-			Message: fmt.Sprintf("%d attempts made; spec.retry.maxAttempts is now %d", a.Attempts, ep.MaxAttempts)}
+			Message: fmt.Sprintf("%s made; spec.retry.maxAttempts is now %d", delivery.Count(a.Attempts, "attempt"), ep.MaxAttempts)}
 		return out
 	}
 	body, err := a.Body()

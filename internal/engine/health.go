@@ -181,8 +181,8 @@ func (e *Engine) circuitReadiness(ep Endpoint) Readiness {
 		failures = h.failures
 	}
 	return Readiness{Reason: webhooksv1alpha1.CircuitOpenReason, Message: fmt.Sprintf(
-		"%d consecutive failed attempts; attempts pause and a probe is sent every %s until one succeeds",
-		failures, ep.Cooldown)}
+		"%s; attempts pause and a probe is sent every %s until one succeeds",
+		delivery.Count(failures, "consecutive failed attempt"), ep.Cooldown)}
 }
 
 // Readiness is the engine's verdict on an endpoint on top of ep.Readiness: a destination refused at

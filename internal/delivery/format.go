@@ -1,9 +1,18 @@
 package delivery
 
 import (
+	"fmt"
 	"strconv"
 	"time"
 )
+
+// Count shows a number of things in messages people read: "1 attempt", "3 attempts", "0 attempts".
+func Count[N ~int | ~int32 | ~int64](n N, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
 
 // FormatDuration shows a measured duration the way every output of the operator and the plugin does:
 // fast answers keep their sub-millisecond precision ("0.4ms", "0.05ms"), slower ones lose digits nobody

@@ -25,3 +25,17 @@ func TestFormatDurationKeepsSubMillisecondPrecision(t *testing.T) {
 		}
 	}
 }
+
+func TestCountAgreesInNumber(t *testing.T) {
+	for _, tc := range []struct {
+		n    int32
+		want string
+	}{{0, "0 attempts"}, {1, "1 attempt"}, {2, "2 attempts"}} {
+		if got := Count(tc.n, "attempt"); got != tc.want {
+			t.Errorf("Count(%d) = %q, want %q", tc.n, got, tc.want)
+		}
+	}
+	if got := Count(1, "consecutive failed attempt"); got != "1 consecutive failed attempt" {
+		t.Errorf("got %q", got)
+	}
+}
