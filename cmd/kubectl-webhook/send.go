@@ -3,20 +3,34 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 	"github.com/1flow/webhook-operator/internal/payload"
 )
+
+// maxEventBytes is the largest DocumentEvent, as JSON, that send creates. etcd refuses to store an object
+// over 1.5 MiB (its --max-request-bytes default, 1572864 bytes; the API server then answers "etcdserver:
+// request is too large"), and that limit covers the whole object: its metadata and managedFields, and the
+// status the operator writes later, which reaches about 400 KB with 256 deliveries. 1 MiB leaves that
+// room; send_test.go writes such a status to an event of this size.
+const maxEventBytes = 1 << 20
+
+// dryRunTimeout bounds the server-side dry run, so that --dry-run against an unreachable cluster falls
+// back to the local check in seconds rather than after the dial timeout.
+const dryRunTimeout = 10 * time.Second
 
 type sendOptions struct {
 	filename string
@@ -37,8 +51,15 @@ signatures, and a new X-Webhook-Id).
 
 totalAmount keeps every digit; extractionErrors, fields and tables are kept as raw JSON. The event is
 named after the documentId (lowercased, other characters replaced by '-') plus a random suffix, unless
---name is given. --selector limits the event to the endpoints whose labels match. --dry-run prints the
-DocumentEvent as YAML instead of creating it. -f - reads the payload from standard input.`,
+--name is given. --selector limits the event to the endpoints whose labels match. -f - reads the payload
+from standard input.
+
+--dry-run prints the DocumentEvent as YAML instead of creating it, after the API server validated it with
+a server-side dry run (the CRD's schema and rules: date formats, lengths, ...), and says on standard error
+which validation ran. When no API server can be reached, only the local checks run, and it says so.
+
+send refuses an event over 1 MiB of JSON: etcd refuses objects over 1.5 MiB, and the event needs room for
+its metadata and for the status the operator writes.`,
 		Example: `  # Send a captured payload to every endpoint of the namespace
   kubectl webhook send -f payload.json -n acme
 
@@ -60,7 +81,7 @@ DocumentEvent as YAML instead of creating it. -f - reads the payload from standa
 	cmd.Flags().StringVarP(&so.filename, "filename", "f", "", "Webhook payload JSON file, or - for standard input")
 	cmd.Flags().StringVar(&so.name, "name", "", "Name of the DocumentEvent (default: the documentId, sanitized, plus a random suffix)")
 	cmd.Flags().StringVarP(&so.selector, "selector", "l", "", "Label selector of the target WebhookEndpoints (for example 'team=billing,tier in (prod,staging)')")
-	cmd.Flags().BoolVar(&so.dryRun, "dry-run", false, "Print the DocumentEvent as YAML instead of creating it")
+	cmd.Flags().BoolVar(&so.dryRun, "dry-run", false, "Print the DocumentEvent as YAML instead of creating it, validated by the API server when it is reachable")
 	_ = cmd.MarkFlagRequired("filename")
 	return cmd
 }
@@ -71,7 +92,7 @@ func runSend(ctx context.Context, o *options, so *sendOptions) error {
 		return err
 	}
 	if so.dryRun {
-		return printEventYAML(o.streams.Out, ev)
+		return dryRunSend(ctx, o, ev)
 	}
 
 	if ev.Namespace == "" {
@@ -131,7 +152,77 @@ func buildEvent(o *options, so *sendOptions) (*webhooksv1alpha1.DocumentEvent, e
 	}
 	ev.Name = name
 	ev.Namespace = *o.configFlags.Namespace
+	if err := checkEventSize(ev); err != nil {
+		return nil, err
+	}
 	return ev, nil
+}
+
+// checkEventSize refuses an event over maxEventBytes. A server-side dry run does not catch such an event:
+// it never reaches etcd, which is where the limit is.
+func checkEventSize(ev *webhooksv1alpha1.DocumentEvent) error {
+	raw, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	if len(raw) <= maxEventBytes {
+		return nil
+	}
+	return fmt.Errorf("the DocumentEvent would be %d bytes of JSON, over send's limit of %d bytes (1 MiB): etcd refuses "+
+		"to store objects over 1.5 MiB (its --max-request-bytes default), and the event needs room for its metadata and "+
+		"for the status the operator writes. Keep large data out of the event: store it elsewhere and put a reference "+
+		"to it (a URL or an id) in extraction.fields", len(raw), maxEventBytes)
+}
+
+// dryRunSend prints the event as a manifest once the API server validated it with a server-side dry run:
+// the local parser knows the payload's shape, but only the API server runs the CRD's schema and rules. The
+// verdict goes to the error stream, so that the manifest can be redirected to a file.
+func dryRunSend(ctx context.Context, o *options, ev *webhooksv1alpha1.DocumentEvent) error {
+	verdict, err := validateOnServer(ctx, o, ev)
+	if err != nil {
+		return err
+	}
+	if err := printEventYAML(o.streams.Out, ev); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(o.streams.ErrOut, verdict)
+	return err
+}
+
+// validateOnServer creates the event with dryRun=All and returns which validation ran. An answer from the
+// API server is the verdict, as it would be for the real send; when the server cannot be asked (no
+// kubeconfig, unreachable, no DocumentEvent CRD), the local checks are all that ran.
+func validateOnServer(ctx context.Context, o *options, ev *webhooksv1alpha1.DocumentEvent) (string, error) {
+	localOnly := func(why error) string {
+		return fmt.Sprintf("validated locally only: the API server could not be asked (%v). The CRD's schema and "+
+			"rules (date formats, lengths, ...) did not run; check the manifest where the cluster is reachable with "+
+			"kubectl create --dry-run=server -f FILE", why)
+	}
+	probe := ev.DeepCopy() // Create fills in the server's answer; the manifest printed is the event as built
+	if probe.Namespace == "" {
+		ns, _, err := o.namespace()
+		if err != nil {
+			return localOnly(err), nil
+		}
+		probe.Namespace = ns
+	}
+	c, err := o.client()
+	if err != nil {
+		return localOnly(err), nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, dryRunTimeout)
+	defer cancel()
+	err = c.Create(ctx, probe, client.DryRunAll)
+	var answer apierrors.APIStatus
+	switch {
+	case err == nil:
+		return fmt.Sprintf("validated by the API server (server-side dry run in namespace %s); nothing was created", probe.Namespace), nil
+	case errors.As(err, &answer):
+		return "", fmt.Errorf("the API server rejects documentevent %q (server-side dry run in namespace %s; nothing was created): %w",
+			probe.Name, probe.Namespace, err)
+	default:
+		return localOnly(err), nil
+	}
 }
 
 // printEventYAML writes the event as a manifest for kubectl apply: no status, no creationTimestamp.

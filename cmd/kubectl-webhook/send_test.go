@@ -2,12 +2,17 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -169,6 +174,9 @@ func TestSendDryRun(t *testing.T) {
 	ns := newNamespace(t)
 	r := kubectlWebhook(t, "", "send", "-f", writePayload(t, fullPayload), "-n", ns, "--dry-run", "--selector", "team=billing")
 	mustSucceed(t, r)
+	if want := "validated by the API server (server-side dry run in namespace " + ns + "); nothing was created\n"; r.stderr != want {
+		t.Errorf("stderr %q, want %q", r.stderr, want)
+	}
 
 	ev := &webhooksv1alpha1.DocumentEvent{}
 	if err := yaml.UnmarshalStrict([]byte(r.stdout), ev); err != nil {
@@ -208,11 +216,163 @@ func TestSendDryRun(t *testing.T) {
 		t.Errorf("create the printed manifest: %v", err)
 	}
 
-	// Without -n the manifest has no namespace, so kubectl apply -n chooses it.
+	// Without -n the manifest has no namespace, so kubectl apply -n chooses it; the dry run uses the
+	// kubeconfig's namespace.
 	r = kubectlWebhook(t, "", "send", "-f", writePayload(t, minimalPayload), "--dry-run")
 	mustSucceed(t, r)
 	if strings.Contains(r.stdout, "namespace:") {
 		t.Errorf("namespace in the manifest without -n:\n%s", r.stdout)
+	}
+	if !strings.Contains(r.stderr, "server-side dry run in namespace default") {
+		t.Errorf("stderr %q does not name the kubeconfig's namespace", r.stderr)
+	}
+}
+
+// The local parser knows the payload's shape but not the CRD's rules, so --dry-run asks the API server,
+// whose answer is the one the real send gets.
+func TestSendDryRunValidatesOnServer(t *testing.T) {
+	ns := newNamespace(t)
+	cases := []struct{ name, from, to, want string }{
+		{
+			name: "date in another format",
+			from: `"documentDate": "2024-01-15"`, to: `"documentDate": "15/01/2024"`,
+			want: `spec.document.documentDate: Invalid value: "15/01/2024": documentDate must be a calendar date in YYYY-MM-DD format`,
+		},
+		{
+			name: "date that does not exist",
+			from: `"createdAt": "2024-01-15T10:30:00Z"`, to: `"createdAt": "2023-02-29T10:30:00Z"`,
+			want: `spec.documentStatus.createdAt: Invalid value: "2023-02-29T10:30:00Z": createdAt must be an RFC 3339 ` +
+				`timestamp such as 2024-01-15T10:30:00Z (February 2023 has 28 days)`,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writePayload(t, strings.Replace(fullPayload, tc.from, tc.to, 1))
+			r := kubectlWebhook(t, "", "send", "-f", path, "-n", ns, "--dry-run")
+			mustFail(t, r, "the API server rejects documentevent")
+			mustFail(t, r, "(server-side dry run in namespace "+ns+"; nothing was created)")
+			mustFail(t, r, tc.want)
+			if r.stdout != "" {
+				t.Errorf("a rejected dry run printed a manifest:\n%s", r.stdout)
+			}
+			mustFail(t, kubectlWebhook(t, "", "send", "-f", path, "-n", ns), tc.want)
+		})
+	}
+	list := &webhooksv1alpha1.DocumentEventList{}
+	if err := k.List(context.Background(), list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 0 {
+		t.Errorf("rejected payloads created %d events", len(list.Items))
+	}
+}
+
+func TestSendDryRunWithoutCluster(t *testing.T) {
+	// Nothing listens on port 1, so the dry run cannot reach an API server.
+	r := kubectlWebhook(t, "", "send", "-f", writePayload(t, fullPayload), "--dry-run", "--server", "https://127.0.0.1:1")
+	mustSucceed(t, r)
+	if err := yaml.UnmarshalStrict([]byte(r.stdout), &webhooksv1alpha1.DocumentEvent{}); err != nil {
+		t.Fatalf("the output is not a DocumentEvent manifest: %v\n%s", err, r.stdout)
+	}
+	for _, want := range []string{
+		"validated locally only: the API server could not be asked (",
+		"connection refused",
+		"The CRD's schema and rules (date formats, lengths, ...) did not run",
+		"kubectl create --dry-run=server -f FILE",
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+}
+
+// payloadWithBlob is fullPayload with a string of n bytes in extraction.fields.
+func payloadWithBlob(n int) string {
+	return strings.Replace(fullPayload, `"invoiceNumber": "1042"`, `"invoiceNumber": "1042", "blob": "`+strings.Repeat("a", n)+`"`, 1)
+}
+
+// largestStatus is about the largest status the operator writes: 256 deliveries with the longest endpoint
+// names and errors, and every condition with a long message.
+func largestStatus() webhooksv1alpha1.DocumentEventStatus {
+	now := metav1.NewMicroTime(time.Now())
+	var st webhooksv1alpha1.DocumentEventStatus
+	for i := range webhooksv1alpha1.MaxDeliveriesPerEvent {
+		st.Deliveries = append(st.Deliveries, webhooksv1alpha1.EndpointDelivery{
+			Endpoint:        fmt.Sprintf("%03d-%s", i, strings.Repeat("e", 249)), // 253: the longest object name
+			DeliveryID:      strings.Repeat("d", 64),
+			Phase:           webhooksv1alpha1.DeliveryRetrying,
+			Reason:          "AttemptFailed",
+			Attempts:        10,
+			LastAttemptTime: &now,
+			NextAttemptTime: &now,
+			LastStatusCode:  500,
+			LastError:       strings.Repeat("x", webhooksv1alpha1.MaxDeliveryErrorLength),
+		})
+	}
+	for _, condition := range []string{"Ready", "Reconciling", "Stalled", "Delivered"} {
+		st.Conditions = append(st.Conditions, metav1.Condition{
+			Type: condition, Status: metav1.ConditionFalse, Reason: "Waiting", Message: strings.Repeat("m", 1024),
+			LastTransitionTime: metav1.Now(),
+		})
+	}
+	return st
+}
+
+func TestSendSizeLimit(t *testing.T) {
+	ns := newNamespace(t)
+	ctx := context.Background()
+
+	// An event just under the limit is created, and the largest status still fits in etcd next to it.
+	mustSucceed(t, kubectlWebhook(t, "", "send", "-f", writePayload(t, payloadWithBlob(maxEventBytes-4096)), "-n", ns, "--name", "at-limit"))
+	ev := getEvent(t, ns, "at-limit")
+	before := ev.DeepCopy()
+	ev.Status = largestStatus()
+	if err := k.Status().Patch(ctx, ev, client.MergeFrom(before)); err != nil {
+		t.Fatalf("write the largest status to an event at send's limit: %v", err)
+	}
+
+	// One byte of blob over the limit is refused before the API server is asked, also by --dry-run, whose
+	// server-side check never reaches etcd.
+	refused := regexp.MustCompile(`^error: the DocumentEvent would be 10[0-9]{5} bytes of JSON, over send's limit of ` +
+		`1048576 bytes \(1 MiB\): etcd refuses to store objects over 1\.5 MiB \(its --max-request-bytes default\), .*` +
+		`Keep large data out of the event: store it elsewhere and put a reference to it \(a URL or an id\) in extraction\.fields\n$`)
+	over := writePayload(t, payloadWithBlob(maxEventBytes+1))
+	for _, args := range [][]string{{"--name", "over-limit"}, {"--name", "over-limit", "--dry-run"}} {
+		r := kubectlWebhook(t, "", append([]string{"send", "-f", over, "-n", ns}, args...)...)
+		if r.code == 0 || !refused.MatchString(r.stderr) || r.stdout != "" {
+			t.Errorf("send %v of an event over the limit: %s", args, r)
+		}
+	}
+	if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: "over-limit"}, &webhooksv1alpha1.DocumentEvent{}); !apierrors.IsNotFound(err) {
+		t.Errorf("get the refused event: %v, want NotFound", err)
+	}
+
+	// Where the limits come from (docs/security.md): etcd refuses a 1.5 MiB object, which a server-side
+	// dry run accepts; the API server refuses a request over 3 MiB; client-side kubectl apply copies the
+	// event into an annotation, and annotations hold 256 KiB.
+	withBlob := func(name string, n int) *webhooksv1alpha1.DocumentEvent {
+		return &webhooksv1alpha1.DocumentEvent{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: webhooksv1alpha1.DocumentEventSpec{
+				DocumentID: "doc_" + name,
+				Extraction: &webhooksv1alpha1.Extraction{Fields: &apiextensionsv1.JSON{Raw: []byte(`{"blob":"` + strings.Repeat("a", n) + `"}`)}},
+			},
+		}
+	}
+	if err := k.Create(ctx, withBlob("etcd-limit", 3<<19), client.DryRunAll); err != nil {
+		t.Errorf("server-side dry run of a 1.5 MiB event: %v, want success", err)
+	}
+	if err := k.Create(ctx, withBlob("etcd-limit", 3<<19)); err == nil || !strings.Contains(err.Error(), "etcdserver: request is too large") {
+		t.Errorf("create a 1.5 MiB event: %v, want etcdserver: request is too large", err)
+	}
+	if err := k.Create(ctx, withBlob("request-limit", 3<<20)); !apierrors.IsRequestEntityTooLargeError(err) ||
+		!strings.Contains(err.Error(), "limit is 3145728") {
+		t.Errorf("create a 3 MiB event: %v, want Request entity too large: limit is 3145728", err)
+	}
+	applied := withBlob("annotation-limit", 256<<10)
+	applied.Annotations = map[string]string{"kubectl.kubernetes.io/last-applied-configuration": string(applied.Spec.Extraction.Fields.Raw)}
+	if err := k.Create(ctx, applied); err == nil || !strings.Contains(err.Error(), "metadata.annotations: Too long: may not be more than 262144 bytes") {
+		t.Errorf("create an event with a 256 KiB annotation: %v, want metadata.annotations: Too long", err)
 	}
 }
 

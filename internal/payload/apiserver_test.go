@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -72,7 +73,19 @@ func startAPIServer(t *testing.T) *apiServer {
 // create posts a DocumentEvent and returns the HTTP status and the response body.
 func (s *apiServer) create(t *testing.T, event string) (int, []byte) {
 	t.Helper()
-	resp, err := s.http.Post(s.eventURL, "application/json", strings.NewReader(event))
+	code, body, _ := s.createWithFieldValidation(t, event, "")
+	return code, body
+}
+
+// createWithFieldValidation posts a DocumentEvent with the given fieldValidation (Strict, as kubectl
+// sends by default; "" for the API's default, Warn) and also returns the API server's warnings.
+func (s *apiServer) createWithFieldValidation(t *testing.T, event, fieldValidation string) (int, []byte, []string) {
+	t.Helper()
+	url := s.eventURL
+	if fieldValidation != "" {
+		url += "?fieldValidation=" + fieldValidation
+	}
+	resp, err := s.http.Post(url, "application/json", strings.NewReader(event))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +94,21 @@ func (s *apiServer) create(t *testing.T, event string) (int, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp.StatusCode, body
+	return resp.StatusCode, body, resp.Header.Values("Warning")
+}
+
+// createRejected posts a DocumentEvent that the API server must reject as invalid and returns its message.
+func (s *apiServer) createRejected(t *testing.T, event string) string {
+	t.Helper()
+	code, resp := s.create(t, event)
+	if code != http.StatusUnprocessableEntity {
+		t.Fatalf("create: HTTP %d, want 422: %s", code, resp)
+	}
+	var status struct{ Message string }
+	if err := json.Unmarshal(resp, &status); err != nil {
+		t.Fatal(err)
+	}
+	return status.Message
 }
 
 // storedDocument returns spec.document of the event as the API server returns it, with every number in
@@ -259,19 +286,16 @@ func TestThroughAPIServer(t *testing.T) {
 	}
 	for i, tc := range rejected {
 		t.Run("rejects "+tc.amount, func(t *testing.T) {
-			code, resp := s.create(t, documentEvent(fmt.Sprintf("rejected-%d", i), `{"totalAmount":`+tc.amount+`}`, ""))
-			if code != http.StatusUnprocessableEntity {
-				t.Fatalf("create: HTTP %d, want 422: %s", code, resp)
-			}
-			var status struct{ Message string }
-			if err := json.Unmarshal(resp, &status); err != nil {
-				t.Fatal(err)
-			}
-			if !strings.Contains(status.Message, "spec.document.totalAmount") || !strings.Contains(status.Message, tc.message) {
-				t.Errorf("message %q, want spec.document.totalAmount and %q", status.Message, tc.message)
+			message := s.createRejected(t, documentEvent(fmt.Sprintf("rejected-%d", i), `{"totalAmount":`+tc.amount+`}`, ""))
+			if !strings.Contains(message, "spec.document.totalAmount") || !strings.Contains(message, tc.message) {
+				t.Errorf("message %q, want spec.document.totalAmount and %q", message, tc.message)
 			}
 		})
 	}
+
+	t.Run("dates", func(t *testing.T) { checkDates(t, s) })
+	t.Run("rules skipped after a schema error", func(t *testing.T) { checkRulesSkippedAfterSchemaError(t, s) })
+	t.Run("unknown members of document", func(t *testing.T) { checkUnknownDocumentMembers(t, s) })
 
 	// Decimal has no MarshalJSON, so a Go client writes a number back as a string; the API reference
 	// tells Go clients to patch rather than update such an event.
@@ -293,4 +317,132 @@ func TestThroughAPIServer(t *testing.T) {
 			t.Fatalf("patch the labels: %v", err)
 		}
 	})
+}
+
+// checkDates posts dates that are malformed, out of range or not in the calendar. Each is refused with a
+// message that says what is wrong, after the value as typed; never with a CEL error, which is what
+// timestamp() gave for a date such as 2024-02-30 (and which showed "string" instead of the value).
+func checkDates(t *testing.T, s *apiServer) {
+	const (
+		createdAt    = "spec.documentStatus.createdAt"
+		updatedAt    = "spec.documentStatus.updatedAt"
+		documentDate = "spec.document.documentDate"
+	)
+	// withDate returns documentEvent with the field at path set to value.
+	withDate := func(name, path, value string) string {
+		switch path {
+		case createdAt:
+			return strings.Replace(documentEvent(name, "", ""), "2024-01-15T10:30:00Z", value, 1)
+		case updatedAt:
+			return strings.Replace(documentEvent(name, "", ""), "2024-01-15T10:35:00Z", value, 1)
+		default:
+			return documentEvent(name, `{"documentDate":"`+value+`"}`, "")
+		}
+	}
+	const (
+		timestamp       = "createdAt must be an RFC 3339 timestamp such as 2024-01-15T10:30:00Z"
+		timestampRanges = timestamp + " (months are 01-12, days 01-31, hours 00-23, minutes and seconds 00-59, UTC offsets at most 23:59)"
+		date            = "documentDate must be a calendar date in YYYY-MM-DD format"
+		dateRanges      = date + " (months are 01-12, days 01-31)"
+	)
+	rejected := []struct{ path, value, message string }{
+		{createdAt, "2024-02-30T10:00:00Z", timestamp + " (February 2024 has 29 days)"},
+		{createdAt, "2023-02-29T10:00:00Z", timestamp + " (February 2023 has 28 days)"},
+		{createdAt, "1900-02-29T10:00:00Z", timestamp + " (February 1900 has 28 days)"},
+		{createdAt, "2024-04-31T10:00:00+02:00", timestamp + " (April 2024 has 30 days)"},
+		{createdAt, "2024-13-01T10:00:00Z", timestampRanges},
+		{createdAt, "2024-01-00T10:00:00Z", timestampRanges},
+		{createdAt, "2024-01-15T24:00:00Z", timestampRanges},
+		{createdAt, "2024-01-15T23:59:60Z", timestampRanges},
+		{createdAt, "2024-01-15T10:00:00+24:00", timestampRanges},
+		{createdAt, "2024-01-15 10:30:00", timestamp},
+		{createdAt, "1705314600", timestamp},
+		{updatedAt, "2024-06-31T10:35:00Z", "updatedAt must be an RFC 3339 timestamp such as 2024-01-15T10:30:00Z (June 2024 has 30 days)"},
+		{documentDate, "2024-02-30", date + " (February 2024 has 29 days)"},
+		{documentDate, "2023-02-29", date + " (February 2023 has 28 days)"},
+		{documentDate, "2024-11-31", date + " (November 2024 has 30 days)"},
+		{documentDate, "2024-00-10", dateRanges},
+		{documentDate, "2024-01-32", dateRanges},
+		{documentDate, "15/01/2024", date},
+	}
+	for i, tc := range rejected {
+		t.Run("rejects "+tc.path+" "+tc.value, func(t *testing.T) {
+			name := fmt.Sprintf("date-rejected-%d", i)
+			message := s.createRejected(t, withDate(name, tc.path, tc.value))
+			for _, internal := range []string{"google.protobuf.Timestamp", "type conversion", "evaluating rule", `Invalid value: "string"`} {
+				if strings.Contains(message, internal) {
+					t.Errorf("the message shows CEL internals (%q): %s", internal, message)
+				}
+			}
+			want := fmt.Sprintf(`DocumentEvent.webhooks.1flow.io %q is invalid: %s: Invalid value: %q: %s`, name, tc.path, tc.value, tc.message)
+			if message != want {
+				t.Errorf("message\n got: %s\nwant: %s", message, want)
+			}
+		})
+	}
+
+	accepted := []struct{ path, value string }{
+		{createdAt, "2024-02-29T10:00:00Z"},
+		{createdAt, "2000-02-29T00:00:00Z"},
+		{createdAt, "2024-12-31T23:59:59.999999999-05:30"},
+		{updatedAt, "0001-01-01T00:00:00+23:59"},
+		{documentDate, "2024-02-29"},
+		{documentDate, "2024-12-31"},
+	}
+	for i, tc := range accepted {
+		t.Run("accepts "+tc.path+" "+tc.value, func(t *testing.T) {
+			if code, resp := s.create(t, withDate(fmt.Sprintf("date-accepted-%d", i), tc.path, tc.value)); code != http.StatusCreated {
+				t.Errorf("create: HTTP %d: %s", code, resp)
+			}
+		})
+	}
+}
+
+// checkRulesSkippedAfterSchemaError shows when the API server adds "some validation rules were not
+// checked": after an error that the CRD's CEL rules could not safely run past (a value too long, a value
+// not in an enum, a missing required field, too many items, a wrong type). It then runs none of them, on
+// any field, so the error of a rule shows only once the other errors are fixed. The user guide explains it.
+func checkRulesSkippedAfterSchemaError(t *testing.T, s *apiServer) {
+	const skipped = "<nil>: Invalid value: null: some validation rules were not checked because the object was " +
+		"invalid; correct the existing errors to complete validation"
+	badDate := strings.Replace(documentEvent("skipped", "", ""), "2024-01-15T10:30:00Z", "2024-02-30T10:00:00Z", 1)
+	tooLong := strings.Replace(badDate, `"docType":"INVOICE"`, `"docType":"`+strings.Repeat("X", 129)+`"`, 1)
+	want := `DocumentEvent.webhooks.1flow.io "skipped" is invalid: [spec.documentStatus.docType: Too long: may not be ` +
+		`more than 128 bytes, ` + skipped + `]`
+	if message := s.createRejected(t, tooLong); message != want {
+		t.Errorf("message\n got: %s\nwant: %s", message, want)
+	}
+	// With the docType fixed, the date rule runs.
+	if message := s.createRejected(t, badDate); strings.Contains(message, skipped) || !strings.Contains(message, "February 2024 has 29 days") {
+		t.Errorf("message %s, want the date rule's error alone", message)
+	}
+}
+
+// checkUnknownDocumentMembers shows what happens to a member of spec.document that the schema does not
+// have (here "total", for totalAmount): spec.document keeps only its known members. kubectl asks for
+// strict field validation by default, and gets an error; a client that does not (the API's default is
+// Warn) gets a warning, and the member is dropped, so receivers get "totalAmount": null.
+func checkUnknownDocumentMembers(t *testing.T, s *apiServer) {
+	event := documentEvent("unknown-member", `{"total":1234.56,"documentDate":"2024-01-15"}`, "")
+
+	code, resp, _ := s.createWithFieldValidation(t, event, "Strict")
+	var status struct{ Message string }
+	if err := json.Unmarshal(resp, &status); err != nil {
+		t.Fatal(err)
+	}
+	const strict = `DocumentEvent in version "v1alpha1" cannot be handled as a DocumentEvent: strict decoding error: unknown field "spec.document.total"`
+	if code != http.StatusBadRequest || status.Message != strict {
+		t.Errorf("strict create: HTTP %d %q, want 400 %q", code, status.Message, strict)
+	}
+
+	code, resp, warnings := s.createWithFieldValidation(t, event, "")
+	if code != http.StatusCreated {
+		t.Fatalf("create: HTTP %d: %s", code, resp)
+	}
+	if want := []string{`299 - "unknown field \"spec.document.total\""`}; !slices.Equal(warnings, want) {
+		t.Errorf("warnings %q, want %q", warnings, want)
+	}
+	if got := s.storedDocument(t, "unknown-member"); got != `{"documentDate":"2024-01-15"}` {
+		t.Errorf("stored spec.document %s, want the unknown member dropped", got)
+	}
 }
