@@ -130,11 +130,25 @@ const (
 	DeliveryFailedEvent string = "DeliveryFailed"
 
 	// EndpointNotReadyEvent is a Warning event on a WebhookEndpoint that became not ready; the note
-	// carries the condition reason (SecretNotFound, SecretKeyMissing, InvalidURL, Suspended).
+	// carries the condition reason (SecretNotFound, SecretKeyMissing, InvalidURL, ...). A suspension is
+	// not a fault: it emits SuspendedEvent instead.
 	EndpointNotReadyEvent string = "EndpointNotReady"
 
 	// EndpointReadyEvent is a Normal event on a WebhookEndpoint that became ready again.
 	EndpointReadyEvent string = "EndpointReady"
+
+	// SuspendedEvent is a Normal event on a WebhookEndpoint whose owner set spec.suspend; deliveries wait.
+	SuspendedEvent string = "Suspended"
+
+	// ResumedEvent is a Normal event on a suspended WebhookEndpoint whose spec.suspend was cleared. It
+	// replaces EndpointReady for that change; an endpoint that is still not ready for another reason also
+	// gets EndpointNotReady.
+	ResumedEvent string = "Resumed"
+
+	// SecretEndsWithNewlineEvent is a Warning event on a WebhookEndpoint whose signing secret ends in a
+	// newline. The operator signs with the exact bytes, newline included, while receivers often trim it
+	// and then reject every signature. It is emitted when the Ready message starts to carry the warning.
+	SecretEndsWithNewlineEvent string = "SecretEndsWithNewline"
 
 	// CircuitOpenedEvent is a Warning event on a WebhookEndpoint whose circuit opened.
 	CircuitOpenedEvent string = "CircuitOpened"

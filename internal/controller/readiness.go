@@ -1,9 +1,13 @@
 package controller
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -79,9 +83,12 @@ func destinationAllowed(in *readinessInput) (engine.Readiness, bool) {
 	return ready, true
 }
 
+// notSuspended says how to resume, since the message also answers a test webhook sent while suspended.
 func notSuspended(in *readinessInput) (engine.Readiness, bool) {
 	if in.ep.Spec.Suspend {
-		return notReady(webhooksv1alpha1.SuspendedReason, "deliveries wait while spec.suspend is true"), false
+		return notReady(webhooksv1alpha1.SuspendedReason, `endpoint is suspended (spec.suspend: true): deliveries wait; `+
+			`resume it with kubectl -n %s patch webhookendpoint %s --type=merge -p '{"spec":{"suspend":false}}'`,
+			in.ep.Namespace, in.ep.Name), false
 	}
 	return ready, true
 }
@@ -91,16 +98,20 @@ func signingSecretUsable(in *readinessInput) (engine.Readiness, bool) {
 	if ep.Spec.SecretRef == nil {
 		return ready, true
 	}
-	name := ep.Spec.SecretRef.Name
+	name, key := ep.Spec.SecretRef.Name, ep.GetSecretKey()
 	if in.signing == nil {
 		return notReady(webhooksv1alpha1.SecretNotFoundReason,
 			"Secret %q not found in namespace %q; deliveries wait until it exists", name, ep.Namespace), false
 	}
-	keys := signingKeys(in)
-	if len(keys) == 0 {
+	switch value, found := in.signing.data[key]; {
+	case !found:
 		return notReady(webhooksv1alpha1.SecretKeyMissingReason,
-			"Secret %q has no non-empty key %q; deliveries wait until it does", name, ep.GetSecretKey()), false
+			"Secret %q has no key %q (%s); set spec.secretRef.key or add the key", name, key, describeKeys(in.signing.data)), false
+	case len(value) == 0:
+		return notReady(webhooksv1alpha1.SecretKeyMissingReason,
+			"Secret %q has an empty value at key %q; put the signing secret there", name, key), false
 	}
+	keys := signingKeys(in)
 	// Sign a probe so that a secret the scheme cannot use (a whsec_ value that is not base64) shows on the
 	// endpoint instead of failing every attempt.
 	if _, err := signature.SignHeaders(signature.Scheme(ep.GetSignatureScheme()), "probe", time.Unix(0, 0), nil, keys...); err != nil {
@@ -108,6 +119,36 @@ func signingSecretUsable(in *readinessInput) (engine.Readiness, bool) {
 			"Secret %q: a key cannot be used by the %s scheme: %v", name, ep.GetSignatureScheme(), err), false
 	}
 	return ready, true
+}
+
+// maxListedSecretKeys bounds the key names a SecretKeyMissing message lists, so a Secret with many keys
+// does not flood the condition.
+const maxListedSecretKeys = 10
+
+// describeKeys names a Secret's keys, sorted, so that a misspelled spec.secretRef.key is easy to spot.
+// Only the names: the values are secret.
+func describeKeys(data map[string][]byte) string {
+	if len(data) == 0 {
+		return "it has no keys"
+	}
+	names := slices.Sorted(maps.Keys(data))
+	if len(names) <= maxListedSecretKeys {
+		return "it has: " + strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("it has: %s and %d more", strings.Join(names[:maxListedSecretKeys], ", "), len(names)-maxListedSecretKeys)
+}
+
+// signingSecretNewlineNote warns when the current signing key ends in a newline, as a Secret created
+// --from-file from a file written by echo does. The operator signs with the exact bytes, newline
+// included, and many receivers trim it, so their signatures differ. It names the key, never the value.
+func signingSecretNewlineNote(in *readinessInput) string {
+	keys := signingKeys(in)
+	if len(keys) == 0 || !bytes.HasSuffix(keys[0], []byte("\n")) {
+		return ""
+	}
+	return fmt.Sprintf("the value of key %q in Secret %q ends with a newline, which is signed as part of the key; "+
+		"receivers that trim it compute other signatures (recreate the Secret with --from-literal, or from a file "+
+		"written with printf '%%s')", in.ep.GetSecretKey(), in.ep.Spec.SecretRef.Name)
 }
 
 // signingKeys returns the current key and, during a rotation, the previous one.

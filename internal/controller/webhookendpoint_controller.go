@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -22,6 +23,7 @@ import (
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 	"github.com/1flow/webhook-operator/internal/engine"
 	"github.com/1flow/webhook-operator/internal/metrics"
+	"github.com/1flow/webhook-operator/internal/redact"
 )
 
 // WebhookEndpointReconciler keeps each endpoint's Ready condition true to the readiness chain (its
@@ -114,6 +116,7 @@ func (r *WebhookEndpointReconciler) forget(ctx context.Context, namespace string
 func (r *WebhookEndpointReconciler) reconcile(ctx context.Context, s *endpointScope) (ctrl.Result, error) {
 	ep := s.ep
 	ep.Status.ObservedGeneration = ep.Generation
+	ep.Status.URL = redact.URL(ep.Spec.URL)
 	var requeue ctrl.Result
 	if summary, due, wait := r.shared.engine.SummaryDue(ep.UID, r.shared.statusFlushInterval); due {
 		if summary.Last != nil {
@@ -131,11 +134,28 @@ func (r *WebhookEndpointReconciler) reconcile(ctx context.Context, s *endpointSc
 	}
 	s.readiness, _ = r.shared.engine.Readiness(engineEndpoint(in))
 	r.reconcileTest(s)
+	newlineNote := ""
+	if s.readiness.Ready {
+		// Only with Ready=True: a not-ready message says what holds deliveries, and the engine reads a
+		// DestinationBlocked one back after a restart.
+		newlineNote = signingSecretNewlineNote(in)
+	}
+	r.setReadiness(s, newlineNote)
+	return requeue, nil
+}
 
-	rd := s.readiness
+// setReadiness writes the Ready, Stalled and Reconciling conditions and queues their Events.
+// newlineNote, when set, warns about a signing secret that ends in a newline: the endpoint still works,
+// so it is added to the message, and evented when the message starts to carry it.
+func (r *WebhookEndpointReconciler) setReadiness(s *endpointScope, newlineNote string) {
+	ep, rd := s.ep, s.readiness
 	status := metav1.ConditionFalse
 	if rd.Ready {
 		status = metav1.ConditionTrue
+	}
+	message := rd.Message
+	if newlineNote != "" {
+		message += "; warning: " + newlineNote
 	}
 	// A bad URL or a missing Secret is not retried here: only a spec change or a Secret event can fix
 	// it, and both trigger a new reconcile.
@@ -147,11 +167,16 @@ func (r *WebhookEndpointReconciler) reconcile(ctx context.Context, s *endpointSc
 		}
 		s.afterPatch = append(s.afterPatch, func() { r.emitReadiness(ep, before, rd) })
 	}
-	setCondition(ep, webhooksv1alpha1.ReadyCondition, status, rd.Reason, rd.Message)
-	setOrRemoveCondition(ep, webhooksv1alpha1.StalledCondition, stalls(rd.Reason), rd.Reason, rd.Message)
+	if newlineNote != "" && (previous == nil || !strings.Contains(previous.Message, newlineNote)) {
+		s.afterPatch = append(s.afterPatch, func() {
+			r.Recorder.Eventf(ep, nil, corev1.EventTypeWarning, webhooksv1alpha1.SecretEndsWithNewlineEvent, "Validate",
+				"%s", newlineNote)
+		})
+	}
+	setCondition(ep, webhooksv1alpha1.ReadyCondition, status, rd.Reason, message)
+	setOrRemoveCondition(ep, webhooksv1alpha1.StalledCondition, stalls(rd.Reason), rd.Reason, message)
 	setOrRemoveCondition(ep, webhooksv1alpha1.ReconcilingCondition,
-		rd.Reason == webhooksv1alpha1.CircuitOpenReason, rd.Reason, rd.Message)
-	return requeue, nil
+		rd.Reason == webhooksv1alpha1.CircuitOpenReason, rd.Reason, message)
 }
 
 // stalls reports whether a readiness reason needs a human: a spec or Secret problem. An open circuit
@@ -165,13 +190,23 @@ func stalls(reason string) bool {
 }
 
 // emitReadiness records an Event when the endpoint stops accepting deliveries, for each new reason,
-// and when it accepts them again. The first observation of a ready endpoint is not news.
+// and when it accepts them again. The first observation of a ready endpoint is not news. A suspension is
+// its owner's choice, not a fault: it is a Normal Suspended Event, and clearing it a Normal Resumed one.
 func (r *WebhookEndpointReconciler) emitReadiness(ep *webhooksv1alpha1.WebhookEndpoint, previous *metav1.Condition, rd engine.Readiness) {
+	wasSuspended := previous != nil && previous.Reason == webhooksv1alpha1.SuspendedReason
+	switch {
+	case rd.Reason == webhooksv1alpha1.SuspendedReason:
+		r.Recorder.Eventf(ep, nil, corev1.EventTypeNormal, webhooksv1alpha1.SuspendedEvent, "Suspend", "%s", rd.Message)
+		return
+	case wasSuspended:
+		r.Recorder.Eventf(ep, nil, corev1.EventTypeNormal, webhooksv1alpha1.ResumedEvent, "Resume",
+			"spec.suspend is false; %s", rd.Message)
+	}
 	switch {
 	case !rd.Ready:
 		r.Recorder.Eventf(ep, nil, corev1.EventTypeWarning, webhooksv1alpha1.EndpointNotReadyEvent, "Validate",
 			"%s: %s", rd.Reason, rd.Message)
-	case previous != nil && previous.Status == metav1.ConditionFalse:
+	case previous != nil && previous.Status == metav1.ConditionFalse && !wasSuspended:
 		r.Recorder.Eventf(ep, nil, corev1.EventTypeNormal, webhooksv1alpha1.EndpointReadyEvent, "Validate", "%s", rd.Message)
 	}
 }
