@@ -133,7 +133,8 @@ func TestUserGuideCoversReasons(t *testing.T) {
 		// Events
 		webhooksv1alpha1.DeliveryFailedEvent, webhooksv1alpha1.DeliveredAfterRetriesEvent,
 		webhooksv1alpha1.EndpointNotReadyEvent, webhooksv1alpha1.EndpointReadyEvent,
-		webhooksv1alpha1.CircuitOpenedEvent, webhooksv1alpha1.CircuitClosedEvent,
+		webhooksv1alpha1.CircuitOpenedEvent, webhooksv1alpha1.CircuitClosedEvent, webhooksv1alpha1.SuspendedEvent,
+		webhooksv1alpha1.ResumedEvent, webhooksv1alpha1.SecretEndsWithNewlineEvent,
 		// Ready reasons of a WebhookEndpoint
 		webhooksv1alpha1.SecretNotFoundReason, webhooksv1alpha1.SecretKeyMissingReason,
 		webhooksv1alpha1.SecretInvalidReason, webhooksv1alpha1.InvalidURLReason, webhooksv1alpha1.SuspendedReason,
@@ -143,7 +144,7 @@ func TestUserGuideCoversReasons(t *testing.T) {
 		// Delivery reasons
 		webhooksv1alpha1.AttemptFailedReason, webhooksv1alpha1.AttemptsExhaustedReason,
 		webhooksv1alpha1.EndpointDeletedReason, webhooksv1alpha1.RedeliveryRequestedReason,
-		webhooksv1alpha1.EndpointNotReadyReason, webhooksv1alpha1.NoEndpointsReason,
+		webhooksv1alpha1.EndpointNotReadyReason, webhooksv1alpha1.NoEndpointsReason, webhooksv1alpha1.TooManyEndpointsReason,
 		// Annotations
 		webhooksv1alpha1.TestRequestedAtAnnotation, webhooksv1alpha1.RedeliverRequestedAtAnnotation,
 		webhooksv1alpha1.RedeliverScopeAnnotation,

@@ -117,7 +117,7 @@ func (r *DocumentEventReconciler) ensureTargets(_ context.Context, s *eventScope
 }
 
 // recordOutcomes applies the engine's outcomes to their deliveries.
-func (r *DocumentEventReconciler) recordOutcomes(ctx context.Context, s *eventScope) error {
+func (r *DocumentEventReconciler) recordOutcomes(_ context.Context, s *eventScope) error {
 	ev := s.ev
 	for _, o := range s.outcomes {
 		s.recorded = append(s.recorded, o)
@@ -132,7 +132,7 @@ func (r *DocumentEventReconciler) recordOutcomes(ctx context.Context, s *eventSc
 			if alreadyRecorded(d, o.Result) {
 				continue
 			}
-			r.recordSent(ctx, s, d, ep, o)
+			r.recordSent(s, d, ep, o)
 		case engine.Held:
 			if o.Readiness.Reason == webhooksv1alpha1.AttemptsExhaustedReason {
 				d.Phase, d.Reason, d.NextAttemptTime = webhooksv1alpha1.DeliveryFailed, webhooksv1alpha1.AttemptsExhaustedReason, nil
@@ -168,7 +168,7 @@ const outcomeRecheck = 10 * time.Millisecond
 // ends it as EndpointDeleted.
 var fallbackRetryPolicy = retryPolicy{maxAttempts: math.MaxInt32, initialInterval: time.Second, maxInterval: time.Second}
 
-func (r *DocumentEventReconciler) recordSent(ctx context.Context, s *eventScope, d *webhooksv1alpha1.EndpointDelivery,
+func (r *DocumentEventReconciler) recordSent(s *eventScope, d *webhooksv1alpha1.EndpointDelivery,
 	ep *webhooksv1alpha1.WebhookEndpoint, o engine.Outcome) {
 	policy := fallbackRetryPolicy
 	if ep != nil {

@@ -232,9 +232,11 @@ func engineEndpoint(in *readinessInput) engine.Endpoint {
 		ConsecutiveFailures: ep.Status.ConsecutiveFailures,
 	}
 	// A destination refused at dial time is only known from an attempt; the Ready condition keeps it
-	// across a restart. (An IP literal in a blocked range is found by the chain itself.)
+	// across a restart, unless this process's egress policy allows the address it names (the manager was
+	// restarted with other --allowed-cidrs). An IP literal in a blocked range is found by the chain itself.
 	if c := apimeta.FindStatusCondition(ep.Status.Conditions, webhooksv1alpha1.ReadyCondition); c != nil &&
-		c.Reason == webhooksv1alpha1.DestinationBlockedReason && c.ObservedGeneration == ep.Generation {
+		c.Reason == webhooksv1alpha1.DestinationBlockedReason && c.ObservedGeneration == ep.Generation &&
+		in.egress.StillBlocks(c.Message) {
 		out.DestinationBlocked = c.Message
 	}
 	if !out.Readiness.Ready {

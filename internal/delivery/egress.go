@@ -176,6 +176,22 @@ func (p *EgressPolicy) CheckHost(host string) error {
 	return p.Check(addr)
 }
 
+// StillBlocks reports whether a block recorded with Check's message, possibly under another policy
+// (by a process started with other flags), holds under this one. A message that names no address is
+// taken as still blocking.
+func (p *EgressPolicy) StillBlocks(message string) bool {
+	_, rest, found := strings.Cut(message, ErrDestinationBlocked.Error()+": ")
+	if !found {
+		return true
+	}
+	field, _, _ := strings.Cut(rest, " ")
+	addr, err := netip.ParseAddr(field)
+	if err != nil {
+		return true
+	}
+	return p.Check(addr) != nil
+}
+
 // control runs after name resolution and before connect, on the exact address being dialled.
 func (p *EgressPolicy) control(_ context.Context, _, address string, _ syscall.RawConn) error {
 	host, _, err := net.SplitHostPort(address)
