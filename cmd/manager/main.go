@@ -8,11 +8,11 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -57,6 +57,8 @@ func main() {
 		blockPrivateNetworks    bool
 		requireHTTPS            bool
 		watchNamespaces         string
+		watchLabelSelector      string
+		leaderElectionID        string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0",
 		"The address the metrics endpoint binds to, for example :8443 (HTTPS) or :8080 (HTTP). 0 disables it.")
@@ -104,6 +106,12 @@ func main() {
 		"Refuse http:// endpoint URLs (Ready=False, reason InsecureURL).")
 	flag.StringVar(&watchNamespaces, "watch-namespaces", "",
 		"Comma-separated namespaces to serve; empty serves the whole cluster.")
+	flag.StringVar(&watchLabelSelector, "watch-label-selector", "",
+		"Serve only the DocumentEvents and WebhookEndpoints whose labels match this selector, to split the "+
+			"operator into shards (for example webhooks.1flow.io/shard=a, and !webhooks.1flow.io/shard on the "+
+			"main instance). An event only reaches the endpoints of its own shard. Empty serves all.")
+	flag.StringVar(&leaderElectionID, "leader-election-id", "webhook-operator.webhooks.1flow.io",
+		"Name of the leader election Lease; give each shard its own.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -137,24 +145,23 @@ func main() {
 		metricsOptions.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
-	restConfig := ctrl.GetConfigOrDie()
-	restConfig.QPS, restConfig.Burst = float32(kubeAPIQPS), kubeAPIBurst
-	// managedFields are never read here (status is written with merge patches); dropping them from the
-	// cache saves memory and copying on every read.
-	cacheOptions := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
-	if namespaces := splitList(watchNamespaces); len(namespaces) > 0 {
-		cacheOptions.DefaultNamespaces = map[string]cache.Config{}
-		for _, ns := range namespaces {
-			cacheOptions.DefaultNamespaces[ns] = cache.Config{}
+	scope := controller.WatchScope{Namespaces: splitList(watchNamespaces)}
+	if watchLabelSelector != "" {
+		if scope.Labels, err = labels.Parse(watchLabelSelector); err != nil {
+			setupLog.Error(err, "invalid --watch-label-selector", "value", watchLabelSelector)
+			os.Exit(1)
 		}
 	}
+
+	restConfig := ctrl.GetConfigOrDie()
+	restConfig.QPS, restConfig.Burst = float32(kubeAPIQPS), kubeAPIBurst
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                        scheme,
-		Cache:                         cacheOptions,
+		Cache:                         scope.CacheOptions(),
 		Metrics:                       metricsOptions,
 		HealthProbeBindAddress:        probeAddr,
 		LeaderElection:                enableLeaderElection,
-		LeaderElectionID:              "webhook-operator.webhooks.1flow.io",
+		LeaderElectionID:              leaderElectionID,
 		LeaderElectionNamespace:       leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
 		LeaseDuration:                 &leaseDuration,
@@ -174,6 +181,7 @@ func main() {
 		StatusFlushInterval:     statusFlushInterval,
 		RequireHTTPS:            requireHTTPS,
 		Egress:                  egress,
+		Scope:                   scope,
 	})
 	if err != nil {
 		setupLog.Error(err, "unable to set up the delivery engine")

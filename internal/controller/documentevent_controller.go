@@ -75,10 +75,11 @@ func (r *DocumentEventReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	if isFinished(ev) && !redeliveryRequested(ev) {
 		// An outcome that arrives after its delivery ended (say, the endpoint was deleted meanwhile)
-		// has nothing left to change.
+		// has nothing left to change. The event is about to leave the cache; its TTL and later
+		// redelivery requests are the finished-events controller's.
 		r.shared.engine.Discard(req.NamespacedName)
 		r.fresh.forget(req.NamespacedName)
-		return r.expire(ctx, ev)
+		return ctrl.Result{}, nil
 	}
 	if wait, stale, err := r.checkEarlierLeader(ctx, ev); err != nil || stale {
 		return ctrl.Result{RequeueAfter: wait}, client.IgnoreNotFound(err)
@@ -285,6 +286,23 @@ func (r *DocumentEventReconciler) SetupWithManager(mgr ctrl.Manager, shared *Sha
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &webhooksv1alpha1.DocumentEvent{},
 		waitingOnIndex, waitingOnEndpoints); err != nil {
 		return fmt.Errorf("index DocumentEvents by endpoint: %w", err)
+	}
+	watcher, err := client.NewWithWatch(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	if err != nil {
+		return fmt.Errorf("create the client that watches finished DocumentEvents: %w", err)
+	}
+	finished := &finishedEventsSource{
+		client: watcher,
+		scope:  shared.scope,
+		due:    r.finishedDue,
+		log:    mgr.GetLogger().WithName("finished-documentevents"),
+		retry:  5 * time.Second,
+	}
+	if err := ctrl.NewControllerManagedBy(mgr).
+		WatchesRawSource(finished).
+		Named("documentevent-finished").
+		Complete(&finishedEventReconciler{events: r}); err != nil {
+		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&webhooksv1alpha1.DocumentEvent{}, builder.WithPredicates(

@@ -67,7 +67,12 @@ func (r *DocumentEventReconciler) listEndpoints(ctx context.Context, s *eventSco
 		reader = r.Client
 	}
 	list := &webhooksv1alpha1.WebhookEndpointList{}
-	if err := reader.List(ctx, list, client.InNamespace(s.ev.Namespace)); err != nil {
+	opts := []client.ListOption{client.InNamespace(s.ev.Namespace)}
+	if labels := r.shared.scope.Labels; labels != nil {
+		// The cache holds only this shard's endpoints; a live read must not see more.
+		opts = append(opts, client.MatchingLabelsSelector{Selector: labels})
+	}
+	if err := reader.List(ctx, list, opts...); err != nil {
 		return fmt.Errorf("list WebhookEndpoints: %w", err)
 	}
 	s.endpoints = list.Items
@@ -289,11 +294,6 @@ func (r *DocumentEventReconciler) summarize(_ context.Context, s *eventScope) er
 		// The first attempts are only in flight: nothing is known yet that a restart would need, so
 		// the outcome is written once, when it arrives.
 		ev.Status = *s.base.Status.DeepCopy()
-	}
-	if ev.Status.Phase.IsFinished() {
-		if ttl, ok := r.ttl(ev); ok {
-			s.requeueWithin(max(ttl, time.Millisecond))
-		}
 	}
 	return nil
 }

@@ -49,6 +49,8 @@ type Options struct {
 	// Egress is the policy the Sender enforces at dial time; the controllers also use it to report a
 	// URL whose IP literal is blocked before any attempt. Nil allows every address.
 	Egress *delivery.EgressPolicy
+	// Scope is what this manager serves; its cache must be built with Scope.CacheOptions.
+	Scope WatchScope
 }
 
 // Shared is what both reconcilers use: the engine, the endpoint resolver and the clock.
@@ -57,11 +59,12 @@ type Shared struct {
 	statusFlushInterval time.Duration
 	resolver            *endpointResolver
 	engine              *engine.Engine
-	// events reads DocumentEvents from the manager cache for the backlog metrics.
-	events client.Reader
+	// cached reads the manager cache for the backlog and cache metrics.
+	cached client.Reader
 	// recordOnShutdown records the outcomes that finished while the manager was stopping.
 	recordOnShutdown func(ctx context.Context, events []types.NamespacedName)
 	deliveryLog      *deliveryLog
+	scope            WatchScope
 	// leader is when this process became leader (or, without leader election, started delivering).
 	leader     sync.Once
 	leaderTime time.Time
@@ -111,6 +114,7 @@ func newShared(cached, live client.Reader, opts Options) *Shared {
 		statusFlushInterval: opts.StatusFlushInterval,
 		resolver:            resolver,
 		deliveryLog:         newDeliveryLog(deliveryLogInterval),
+		scope:               opts.Scope,
 		engine: engine.New(engine.Config{
 			Sender:                  opts.Sender,
 			Endpoints:               resolver,
@@ -118,7 +122,7 @@ func newShared(cached, live client.Reader, opts Options) *Shared {
 			MaxInFlight:             opts.MaxInFlight,
 			MaxInFlightPerNamespace: opts.MaxInFlightPerNamespace,
 		}),
-		events: cached,
+		cached: cached,
 	}
 }
 
@@ -166,7 +170,7 @@ func wakeSource(wakes *engine.Wakes) source.Source {
 func (s *Shared) Backlog() (pending int, oldestAgeSeconds float64) {
 	list := &webhooksv1alpha1.DocumentEventList{}
 	// Read-only scan: no need to copy every cached object.
-	if err := s.events.List(context.Background(), list, client.UnsafeDisableDeepCopy); err != nil {
+	if err := s.cached.List(context.Background(), list, client.UnsafeDisableDeepCopy); err != nil {
 		return 0, 0
 	}
 	now := s.clock.Now()
@@ -191,6 +195,21 @@ func (s *Shared) Backlog() (pending int, oldestAgeSeconds float64) {
 		oldestAgeSeconds = max(oldestAgeSeconds, now.Sub(ev.CreationTimestamp.Time).Seconds())
 	}
 	return pending, oldestAgeSeconds
+}
+
+// CachedObjects implements metrics.Backlog: what the manager's cache holds, which is what its memory
+// follows.
+func (s *Shared) CachedObjects() map[string]int {
+	counts := map[string]int{}
+	events := &webhooksv1alpha1.DocumentEventList{}
+	if err := s.cached.List(context.Background(), events, client.UnsafeDisableDeepCopy); err == nil {
+		counts["DocumentEvent"] = len(events.Items)
+	}
+	endpoints := &webhooksv1alpha1.WebhookEndpointList{}
+	if err := s.cached.List(context.Background(), endpoints, client.UnsafeDisableDeepCopy); err == nil {
+		counts["WebhookEndpoint"] = len(endpoints.Items)
+	}
+	return counts
 }
 
 // OpenCircuits implements metrics.Backlog.

@@ -88,6 +88,8 @@ type reqKind int
 const (
 	reqEvent reqKind = iota
 	reqEndpoint
+	// reqFinished is a request of the finished-events controller (TTL, redelivery of a finished event).
+	reqFinished
 )
 
 type simRequest struct {
@@ -214,6 +216,8 @@ func (sim *simulation) start() {
 		switch k.kind {
 		case "DocumentEvent":
 			sim.enqueue(reqEvent, k.NamespacedName, 0)
+			// The finished-events source lists the finished events from the API server.
+			sim.finishedWatch(sim.store.latest(k))
 		case "WebhookEndpoint":
 			sim.enqueue(reqEndpoint, k.NamespacedName, 0)
 		}
@@ -252,6 +256,10 @@ func (sim *simulation) watch(oldObj, newObj client.Object) {
 			!maps.Equal(oldObj.GetAnnotations(), newObj.GetAnnotations()) {
 			sim.enqueue(reqEvent, key, 0)
 		}
+		if newObj != nil {
+			// The finished-events watch lags like the cache does.
+			sim.finishedWatch(newObj)
+		}
 	case *webhooksv1alpha1.WebhookEndpoint:
 		if oldObj == nil || newObj == nil || oldObj.GetGeneration() != newObj.GetGeneration() ||
 			!maps.Equal(oldObj.GetAnnotations(), newObj.GetAnnotations()) {
@@ -271,6 +279,17 @@ func (sim *simulation) watch(oldObj, newObj client.Object) {
 		for _, r := range sim.mgr.endpoints.endpointsUsingSecret(context.Background(), meta) {
 			sim.enqueue(reqEndpoint, r.NamespacedName, 0)
 		}
+	}
+}
+
+// finishedWatch queues what the finished-events source would for the event.
+func (sim *simulation) finishedWatch(obj client.Object) {
+	ev, ok := obj.(*webhooksv1alpha1.DocumentEvent)
+	if !ok || !ev.Status.Phase.IsFinished() {
+		return
+	}
+	if after, ok := sim.mgr.events.finishedDue(ev); ok {
+		sim.enqueue(reqFinished, client.ObjectKeyFromObject(ev), after)
 	}
 }
 
@@ -615,9 +634,12 @@ func (sim *simulation) reconcile(r simRequest) {
 	var err error
 	req := ctrl.Request{NamespacedName: r.key}
 	defer func() { sim.trace("reconcile %d %s: %+v %v", r.kind, r.key, res, err) }()
-	if r.kind == reqEvent {
+	switch r.kind {
+	case reqEvent:
 		res, err = sim.mgr.events.Reconcile(context.Background(), req)
-	} else {
+	case reqFinished:
+		res, err = (&finishedEventReconciler{events: sim.mgr.events}).Reconcile(context.Background(), req)
+	default:
 		res, err = sim.mgr.endpoints.Reconcile(context.Background(), req)
 	}
 	switch {

@@ -38,12 +38,13 @@ const (
 	OldestPendingAgeSeconds = "webhook_operator_oldest_pending_delivery_age_seconds"
 	OpenCircuits            = "webhook_operator_open_circuits"
 	TestDeliveriesTotal     = "webhook_operator_test_deliveries_total"
+	CachedObjects           = "webhook_operator_cached_objects"
 )
 
 // Names lists every metric this package defines.
 var Names = []string{
 	DeliveriesTotal, DeliveryDuration, DeliveryAttempts, PendingDeliveries, OldestPendingAgeSeconds,
-	OpenCircuits, TestDeliveriesTotal,
+	OpenCircuits, TestDeliveriesTotal, CachedObjects,
 }
 
 const resultLabel = "result"
@@ -122,6 +123,8 @@ type Backlog interface {
 	Backlog() (pending int, oldestAgeSeconds float64)
 	// OpenCircuits returns the number of endpoints whose circuit is open or probing.
 	OpenCircuits() int
+	// CachedObjects returns how many objects of each kind the manager's cache holds.
+	CachedObjects() map[string]int
 }
 
 // RegisterBacklog registers the gauges that are computed from b at scrape time.
@@ -136,6 +139,9 @@ var (
 		"Age in seconds of the oldest DocumentEvent with an unfinished delivery (backlog age); 0 when there is none.", nil, nil)
 	circuitsDesc = prometheus.NewDesc(OpenCircuits,
 		"Endpoints whose circuit breaker is open or probing.", nil, nil)
+	cachedDesc = prometheus.NewDesc(CachedObjects,
+		"Objects the manager's cache holds, by kind: DocumentEvents that still need work and WebhookEndpoints, "+
+			"of this manager's shard (--watch-label-selector) and namespaces (--watch-namespaces).", []string{"kind"}, nil)
 )
 
 type backlogCollector struct{ source Backlog }
@@ -144,6 +150,7 @@ func (c *backlogCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- pendingDesc
 	ch <- oldestDesc
 	ch <- circuitsDesc
+	ch <- cachedDesc
 }
 
 func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
@@ -151,4 +158,7 @@ func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(pending))
 	ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, oldest)
 	ch <- prometheus.MustNewConstMetric(circuitsDesc, prometheus.GaugeValue, float64(c.source.OpenCircuits()))
+	for kind, n := range c.source.CachedObjects() {
+		ch <- prometheus.MustNewConstMetric(cachedDesc, prometheus.GaugeValue, float64(n), kind)
+	}
 }
