@@ -9,9 +9,11 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	"helm.sh/helm/v3/pkg/chart/loader"
@@ -20,11 +22,13 @@ import (
 	"helm.sh/helm/v3/pkg/lint"
 	"helm.sh/helm/v3/pkg/lint/support"
 	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/discovery"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -219,6 +223,13 @@ func checkManagerDeployment(t *testing.T, g Gomega, objects []*unstructured.Unst
 	t.Helper()
 	obj := findObject(objects, "Deployment", "-controller-manager")
 	g.Expect(obj).NotTo(BeNil())
+	return checkDeployment(t, g, obj)
+}
+
+// checkDeployment runs the checks of checkManagerDeployment on one manager Deployment of the chart, the
+// main one or a shard's.
+func checkDeployment(t *testing.T, g Gomega, obj *unstructured.Unstructured) *appsv1.Deployment {
+	t.Helper()
 	deployment := toDeployment(t, obj)
 	reference := configManagerDeployment(t)
 	pod, refPod := deployment.Spec.Template.Spec, reference.Spec.Template.Spec
@@ -286,6 +297,9 @@ func TestHelmChartRendersAndPassesServerSideDryRun(t *testing.T) {
 			"--metrics-secure=true", "--max-in-flight=512", "--block-private-networks=false", "--require-https=false"))
 		g.Expect(container.Args).NotTo(ContainElement(HavePrefix("--watch-namespaces")))
 		g.Expect(container.Args).NotTo(ContainElement(HavePrefix("--blocked-cidrs")))
+		// Not sharded: the manager serves every object and uses the default Lease.
+		g.Expect(container.Args).NotTo(ContainElement(HavePrefix("--watch-label-selector")))
+		g.Expect(container.Args).NotTo(ContainElement(HavePrefix("--leader-election-id")))
 		g.Expect(container.Resources.Limits.Memory().String()).To(Equal("256Mi"))
 
 		// The metrics Service selects the manager Pods on the HTTPS port.
@@ -443,11 +457,190 @@ image:
 		g.Expect(dryRunApply(t, g, "helm-test", []*unstructured.Unstructured{cm})).To(BeEmpty())
 	})
 
+	t.Run("Shards", func(t *testing.T) {
+		g := NewWithT(t)
+		defaults, err := renderChart(t, prometheusOperatorOptIn)
+		g.Expect(err).NotTo(HaveOccurred())
+		objects, err := renderChart(t, map[string]any{
+			"sharding":       map[string]any{"key": shardKey, "shards": []any{"a", "b"}},
+			"serviceMonitor": map[string]any{"enabled": true},
+			"prometheusRule": map[string]any{"enabled": true},
+		})
+		g.Expect(err).NotTo(HaveOccurred())
+
+		// One Deployment and one metrics Service more per shard; everything else is shared.
+		wantCounts := kindCounts(defaults)
+		wantCounts["Deployment"] += 2
+		wantCounts["Service"] += 2
+		g.Expect(kindCounts(objects)).To(Equal(wantCounts))
+
+		manager := helmRelease + "-controller-manager"
+		deployments := map[string]*appsv1.Deployment{}
+		for _, obj := range objects {
+			if obj.GetKind() == "Deployment" {
+				deployments[obj.GetName()] = checkDeployment(t, g, obj)
+			}
+		}
+		g.Expect(deployments).To(HaveKey(manager))
+		g.Expect(deployments).To(HaveKey(manager + "-a"))
+		g.Expect(deployments).To(HaveKey(manager + "-b"))
+
+		// Each Deployment serves its own part of the objects and elects its leader through its own Lease;
+		// the main one keeps the default Lease, so that turning shards on does not give it a second leader.
+		wantSelector := map[string]string{
+			manager:        "!" + shardKey,
+			manager + "-a": shardKey + "=a",
+			manager + "-b": shardKey + "=b",
+		}
+		leases := map[string]string{}
+		for name, d := range deployments {
+			args := d.Spec.Template.Spec.Containers[0].Args
+			g.Expect(flagValues(args, "watch-label-selector")).To(Equal([]string{wantSelector[name]}), name)
+			g.Expect(args).To(ContainElement("--leader-elect"), name)
+			lease := "webhook-operator.webhooks.1flow.io" // the manager's default
+			if ids := flagValues(args, "leader-election-id"); len(ids) > 0 {
+				g.Expect(ids).To(HaveLen(1), name)
+				lease = ids[0]
+			}
+			g.Expect(leases).NotTo(HaveKey(lease), "%s and %s share the Lease %s", name, leases[lease], lease)
+			leases[lease] = name
+		}
+		g.Expect(leases).To(HaveKeyWithValue("webhook-operator.webhooks.1flow.io", manager))
+		g.Expect(leases).To(HaveKeyWithValue(helmRelease+"-a", manager+"-a"))
+		g.Expect(leases).To(HaveKeyWithValue(helmRelease+"-b", manager+"-b"))
+
+		// The main Deployment is the one of an unsharded release but for the selector, and a shard's Pod is
+		// the main one's but for its labels and arguments: one template renders them all.
+		plain := findObject(defaults, "Deployment", "-controller-manager")
+		g.Expect(plain).NotTo(BeNil())
+		withoutArgs := func(d *appsv1.Deployment) *appsv1.Deployment {
+			d = d.DeepCopy()
+			d.Spec.Template.Spec.Containers[0].Args = slices.DeleteFunc(d.Spec.Template.Spec.Containers[0].Args,
+				func(arg string) bool {
+					return strings.HasPrefix(arg, "--watch-label-selector=") || strings.HasPrefix(arg, "--leader-election-id=")
+				})
+			return d
+		}
+		g.Expect(withoutArgs(deployments[manager])).To(Equal(toDeployment(t, plain)))
+		for _, shard := range []string{"a", "b"} {
+			d := deployments[manager+"-"+shard]
+			g.Expect(d.Labels).To(HaveKeyWithValue(shardKey, shard))
+			g.Expect(d.Spec.Template.Labels).To(HaveKeyWithValue(shardKey, shard))
+			g.Expect(withoutArgs(d).Spec.Template.Spec.Containers).To(Equal(withoutArgs(deployments[manager]).Spec.Template.Spec.Containers))
+			shardPod, mainPod := d.Spec.Template.Spec.DeepCopy(), deployments[manager].Spec.Template.Spec.DeepCopy()
+			shardPod.Containers, mainPod.Containers = nil, nil
+			g.Expect(shardPod).To(Equal(mainPod))
+		}
+
+		// No Deployment selects another one's Pods, and each metrics Service selects the Pods of exactly
+		// one Deployment, its own; the ServiceMonitor selects every metrics Service.
+		for name, d := range deployments {
+			selector, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+			g.Expect(err).NotTo(HaveOccurred())
+			for other, o := range deployments {
+				g.Expect(selector.Matches(labels.Set(o.Spec.Template.Labels))).To(Equal(name == other),
+					"the selector of %s and the Pods of %s", name, other)
+			}
+		}
+		monitor := findObject(objects, "ServiceMonitor", "-metrics-monitor")
+		g.Expect(monitor).NotTo(BeNil())
+		monitorSelector, _, _ := unstructured.NestedStringMap(monitor.Object, "spec", "selector", "matchLabels")
+		services := 0
+		for _, obj := range objects {
+			if obj.GetKind() != "Service" {
+				continue
+			}
+			services++
+			g.Expect(labels.SelectorFromSet(monitorSelector).Matches(labels.Set(obj.GetLabels()))).To(BeTrue(),
+				"the ServiceMonitor selects %s", obj.GetName())
+			selector, _, _ := unstructured.NestedStringMap(obj.Object, "spec", "selector")
+			var selected []string
+			for name, d := range deployments {
+				if labels.SelectorFromSet(selector).Matches(labels.Set(d.Spec.Template.Labels)) {
+					selected = append(selected, name)
+				}
+			}
+			owner := manager + strings.TrimPrefix(obj.GetName(), helmRelease+"-metrics-service")
+			g.Expect(selected).To(ConsistOf(owner), "the Pods %s selects", obj.GetName())
+		}
+		g.Expect(services).To(Equal(3))
+
+		g.Expect(dryRunApply(t, g, "helm-test", objects)).To(ConsistOf("ServiceMonitor", "PrometheusRule"))
+
+		// The chart's leader election Role lets the service account take every one of these Leases: apply
+		// the Role and its binding for real and ask the API server's RBAC authorizer.
+		ctx := context.Background()
+		for _, kind := range []string{"Role", "RoleBinding"} {
+			obj := findObject(objects, kind, "-leader-election-"+strings.ToLower(kind))
+			g.Expect(obj).NotTo(BeNil())
+			g.Expect(cluster.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj.DeepCopy()),
+				client.ForceOwnership, client.FieldOwner("helm-test"))).To(Succeed())
+			t.Cleanup(func() { _ = cluster.Client.Delete(ctx, obj.DeepCopy()) })
+		}
+		serviceAccount := "system:serviceaccount:" + helmNamespace + ":" + deployments[manager].Spec.Template.Spec.ServiceAccountName
+		allowed := func(group, resource, verb, name string) bool {
+			review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+				User:   serviceAccount,
+				Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + helmNamespace, "system:authenticated"},
+				ResourceAttributes: &authorizationv1.ResourceAttributes{
+					Namespace: helmNamespace, Verb: verb, Group: group, Resource: resource, Name: name,
+				},
+			}}
+			g.Expect(cluster.Client.Create(ctx, review)).To(Succeed())
+			return review.Status.Allowed
+		}
+		// The Role's other rule (Events) tells when the authorizer has seen the Role.
+		g.Eventually(func() bool { return allowed("", "events", "create", "") }).WithTimeout(10*time.Second).Should(BeTrue(),
+			"the RBAC authorizer sees the applied Role")
+		for lease, name := range leases {
+			for _, verb := range []string{"get", "create", "update"} {
+				g.Expect(allowed("coordination.k8s.io", "leases", verb, lease)).To(BeTrue(),
+					"%s may %s the Lease %s of %s", serviceAccount, verb, lease, name)
+			}
+		}
+		g.Expect(allowed("coordination.k8s.io", "leasecandidates", "update", helmRelease+"-a")).To(BeFalse(),
+			"the authorizer refuses what the Role does not grant, so the checks above mean something")
+	})
+
+	t.Run("ShardValuesAreChecked", func(t *testing.T) {
+		for _, c := range []struct {
+			name, values, err string
+		}{
+			{"Duplicate", "sharding: {shards: [a, a]}", `"a" is listed twice`},
+			{"NotADNSLabel", "sharding: {shards: [Shard_A]}", `"Shard_A" is not a shard name`},
+			{"NoKey", `sharding: {key: "", shards: [a]}`, "is not a label key"},
+			{"ExtraArgsSelector", "sharding: {shards: [a]}\nextraArgs: [--watch-label-selector=team=x]", "extraArgs sets --watch-label-selector"},
+			{"TooLong", "sharding: {shards: [" + strings.Repeat("x", 40) + "]}", "longer than 63 characters"},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				g := NewWithT(t)
+				values, err := chartutil.ReadValues([]byte(c.values))
+				g.Expect(err).NotTo(HaveOccurred())
+				_, err = renderChart(t, values)
+				g.Expect(err).To(MatchError(ContainSubstring(c.err)))
+			})
+		}
+	})
+
 	t.Run("SeveralReplicasNeedLeaderElection", func(t *testing.T) {
 		g := NewWithT(t)
 		_, err := renderChart(t, map[string]any{"replicaCount": 2, "leaderElection": map[string]any{"enabled": false}})
 		g.Expect(err).To(MatchError(ContainSubstring("needs leaderElection.enabled")))
 	})
+}
+
+// shardKey is the label the chart's sharding values assign objects to shards by in these tests.
+const shardKey = "webhooks.1flow.io/shard"
+
+// flagValues returns the values of every --name=value argument of args, in order.
+func flagValues(args []string, name string) []string {
+	var values []string
+	for _, arg := range args {
+		if v, ok := strings.CutPrefix(arg, "--"+name+"="); ok {
+			values = append(values, v)
+		}
+	}
+	return values
 }
 
 // TestHelmChartLint runs `helm lint` (the Helm SDK's linter) on dist/chart: Chart.yaml, values, templates
