@@ -285,13 +285,16 @@ func (s *Sender) Send(ctx context.Context, r Request) Result {
 	// End any body read at the attempt's deadline, whatever the receiver does.
 	stop := context.AfterFunc(ctx, func() { _ = resp.Body.Close() })
 	defer stop()
+	if res.Success {
+		// Only a failure quotes the body; a success's is read just so that the connection is reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, MaxBodyExcerpt+maxDrain))
+		return finish()
+	}
 	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, MaxBodyExcerpt))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
-	if !res.Success {
-		res.Error = describeStatus(resp, excerpt)
-		if honoursRetryAfter(resp.StatusCode) {
-			res.RetryAfter, _ = ParseRetryAfter(resp.Header.Get("Retry-After"), s.now())
-		}
+	res.Error = describeStatus(resp, excerpt)
+	if honoursRetryAfter(resp.StatusCode) {
+		res.RetryAfter, _ = ParseRetryAfter(resp.Header.Get("Retry-After"), s.now())
 	}
 	return finish()
 }

@@ -85,7 +85,10 @@ func Sign(secret []byte, timestamp string, body []byte) string {
 	mac := hmac.New(sha256.New, secret)
 	mac.Write([]byte(timestamp))
 	mac.Write(body)
-	return hex.EncodeToString(mac.Sum(nil))
+	// Encoding into a fixed array leaves one allocation, the string, where EncodeToString makes two.
+	var text [2 * sha256.Size]byte
+	hex.Encode(text[:], mac.Sum(nil))
+	return string(text[:])
 }
 
 type verifyOptions struct {

@@ -33,6 +33,14 @@ const (
 	StandardHeaderSignature = "webhook-signature"
 )
 
+// The standard-webhooks header names as an http.Header stores them, worked out once instead of for
+// every signed request.
+var (
+	canonicalStandardID        = http.CanonicalHeaderKey(StandardHeaderID)
+	canonicalStandardTimestamp = http.CanonicalHeaderKey(StandardHeaderTimestamp)
+	canonicalStandardSignature = http.CanonicalHeaderKey(StandardHeaderSignature)
+)
+
 // StandardSecretPrefix marks a standard-webhooks secret whose key is the base64 text after it.
 const StandardSecretPrefix = "whsec_"
 
@@ -145,7 +153,8 @@ func SignHeaders(scheme Scheme, id string, t time.Time, body []byte, secrets ...
 	if t.Unix() < 0 {
 		return nil, errors.New("signature: timestamp is before 1970")
 	}
-	var usable [][]byte
+	// Room for the usual current and previous key, so that signing allocates no list for them.
+	usable := make([][]byte, 0, 2)
 	for _, s := range secrets {
 		if len(s) > 0 {
 			usable = append(usable, s)
@@ -155,14 +164,15 @@ func SignHeaders(scheme Scheme, id string, t time.Time, body []byte, secrets ...
 		return nil, ErrEmptySecret
 	}
 
-	h := http.Header{}
+	// The header is filled under canonical names directly: Header.Set would check each name again.
 	if scheme == SchemeOneFlow {
 		ts := Timestamp(t)
+		h := make(http.Header, 3)
 		if id != "" {
-			h.Set(HeaderID, id)
+			h[HeaderID] = []string{id}
 		}
-		h.Set(HeaderTimestamp, ts)
-		h.Set(HeaderSignature, Sign(usable[0], ts, body))
+		h[HeaderTimestamp] = []string{ts}
+		h[HeaderSignature] = []string{Sign(usable[0], ts, body)}
 		return h, nil
 	}
 
@@ -175,10 +185,11 @@ func SignHeaders(scheme Scheme, id string, t time.Time, body []byte, secrets ...
 		}
 		sigs = append(sigs, sig)
 	}
-	h.Set(StandardHeaderID, id)
-	h.Set(StandardHeaderTimestamp, ts)
-	h.Set(StandardHeaderSignature, strings.Join(sigs, " "))
-	return h, nil
+	return http.Header{
+		canonicalStandardID:        {id},
+		canonicalStandardTimestamp: {ts},
+		canonicalStandardSignature: {strings.Join(sigs, " ")},
+	}, nil
 }
 
 // validHeaderValue reports whether v survives as an HTTP header value unchanged: no control
