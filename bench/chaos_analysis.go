@@ -366,7 +366,7 @@ func (run *chaosRun) analyze(events []webhooksv1alpha1.DocumentEvent) result {
 		"manager_panics":                    len(panics),
 		"stream_rate_per_second":            sz.rate,
 		"stream_seconds":                    round(since(run.t0, run.streamEnd), 1),
-		"endpoints":                         sz.endpoints,
+		keyEndpoints:                        sz.endpoints,
 		"receiver_fail_rate":                sz.failRate,
 		"receiver_hang_rate":                sz.hangRate,
 		"endpoint_timeout_seconds":          sz.timeout.Seconds(),

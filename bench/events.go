@@ -80,6 +80,7 @@ func (h *harness) markDelivered(ctx context.Context, ev *webhooksv1alpha1.Docume
 	now := metav1.NowMicro()
 	ev.Status.ObservedGeneration = ev.Generation
 	ev.Status.Phase = webhooksv1alpha1.DocumentEventDelivered
+	ev.Status.CompletionTime = &now
 	ev.Status.Deliveries = []webhooksv1alpha1.EndpointDelivery{{
 		Endpoint:        endpoint,
 		DeliveryID:      fmt.Sprintf("%s-%s", ev.UID, endpoint),

@@ -178,60 +178,75 @@ func (h *harness) forget(m *manager) {
 
 // writeCounts scrapes controller-runtime's rest_client_requests_total and returns the requests by method.
 func (m *manager) writeCounts(ctx context.Context) (map[string]float64, error) {
-	byMethod, _, err := m.scrape(ctx)
-	return byMethod, err
+	metrics, err := m.scrape(ctx)
+	return metrics.requestsByMethod, err
 }
 
-// scrape reads the manager's metrics: rest_client_requests_total summed by method, and the unlabelled
-// Go runtime gauges (go_memstats_*, go_goroutines).
-func (m *manager) scrape(ctx context.Context) (requestsByMethod, gauges map[string]float64, err error) {
+// managerMetrics is what the benchmark reads from one scrape of a manager's metrics.
+type managerMetrics struct {
+	// requestsByMethod is rest_client_requests_total summed by method.
+	requestsByMethod map[string]float64
+	// gauges are the unlabelled Go runtime gauges (go_memstats_*, go_goroutines).
+	gauges map[string]float64
+	// cachedObjects is webhook_operator_cached_objects by kind; empty for a manager without that metric.
+	cachedObjects map[string]float64
+}
+
+const cachedObjectsMetric = "webhook_operator_cached_objects"
+
+// scrape reads the manager's metrics.
+func (m *manager) scrape(ctx context.Context) (managerMetrics, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.metrics+"/metrics", nil)
 	if err != nil {
-		return nil, nil, err
+		return managerMetrics{}, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, nil, fmt.Errorf("scrape manager metrics: %w", err)
+		return managerMetrics{}, fmt.Errorf("scrape manager metrics: %w", err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
-		return nil, nil, fmt.Errorf("scrape manager metrics: HTTP %d", resp.StatusCode)
+		return managerMetrics{}, fmt.Errorf("scrape manager metrics: HTTP %d", resp.StatusCode)
 	}
-	requestsByMethod, gauges = map[string]float64{}, map[string]float64{}
+	out := managerMetrics{requestsByMethod: map[string]float64{}, gauges: map[string]float64{}, cachedObjects: map[string]float64{}}
 	found := false
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
-		case strings.HasPrefix(line, "rest_client_requests_total{"):
-			found = true
+		case strings.HasPrefix(line, "rest_client_requests_total{"), strings.HasPrefix(line, cachedObjectsMetric+"{"):
 			end := strings.LastIndex(line, "}")
 			if end < 0 {
 				continue
 			}
 			value, err := strconv.ParseFloat(strings.TrimSpace(line[end+1:]), 64)
 			if err != nil {
-				return nil, nil, fmt.Errorf("parse metric line %q: %w", line, err)
+				return managerMetrics{}, fmt.Errorf("parse metric line %q: %w", line, err)
 			}
-			requestsByMethod[strings.ToUpper(labelValue(line[:end], "method"))] += value
+			if strings.HasPrefix(line, cachedObjectsMetric) {
+				out.cachedObjects[labelValue(line[:end], "kind")] = value
+				continue
+			}
+			found = true
+			out.requestsByMethod[strings.ToUpper(labelValue(line[:end], "method"))] += value
 		case strings.HasPrefix(line, "go_memstats_") || strings.HasPrefix(line, "go_goroutines "):
 			name, value, ok := strings.Cut(line, " ")
 			if !ok || strings.Contains(name, "{") {
 				continue
 			}
 			if v, err := strconv.ParseFloat(strings.TrimSpace(value), 64); err == nil {
-				gauges[name] = v
+				out.gauges[name] = v
 			}
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, nil, err
+		return managerMetrics{}, err
 	}
 	if !found {
-		return nil, nil, errors.New("the manager's metrics have no rest_client_requests_total")
+		return managerMetrics{}, errors.New("the manager's metrics have no rest_client_requests_total")
 	}
-	return requestsByMethod, gauges, nil
+	return out, nil
 }
 
 func labelValue(labels, name string) string {
@@ -290,6 +305,36 @@ func (m *manager) rss() (current, peak int64, err error) {
 
 // cpuSeconds returns the user plus system CPU time the manager process has used so far.
 func (m *manager) cpuSeconds() (float64, error) { return processCPU(m.PID()) }
+
+// quietCPU is the share of one CPU under which a manager counts as done with its start-up work.
+const quietCPU = 0.05
+
+// waitQuiet waits until the manager used less than quietCPU over a whole second, so that a reading taken
+// next comes after its start-up work (listing the cluster, catching up), and returns how long it waited.
+// Running out of limit is not an error: the reading is then taken anyway.
+func (m *manager) waitQuiet(ctx context.Context, limit time.Duration) (time.Duration, error) {
+	start := time.Now()
+	before, err := m.cpuSeconds()
+	if err != nil {
+		return 0, err
+	}
+	for time.Since(start) < limit {
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(time.Second):
+		}
+		now, err := m.cpuSeconds()
+		if err != nil {
+			return 0, err
+		}
+		if now-before < quietCPU {
+			break
+		}
+		before = now
+	}
+	return time.Since(start), nil
+}
 
 // processCPU returns the user plus system CPU time a process has used so far.
 func processCPU(pid int) (float64, error) {
@@ -438,9 +483,10 @@ func (h *harness) setupNamespace(ctx context.Context, ns string) error {
 	return nil
 }
 
-// createEndpoint creates a signed endpoint with the default maxInFlight.
-func (h *harness) createEndpoint(ctx context.Context, ns, name, url string, timeout time.Duration) error {
-	ep := &webhooksv1alpha1.WebhookEndpoint{
+// signedEndpoint is an endpoint that signs with the namespace's signing Secret, with the default
+// maxInFlight.
+func signedEndpoint(ns, name, url string, timeout time.Duration) *webhooksv1alpha1.WebhookEndpoint {
+	return &webhooksv1alpha1.WebhookEndpoint{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: webhooksv1alpha1.WebhookEndpointSpec{
 			URL:       url,
@@ -448,8 +494,11 @@ func (h *harness) createEndpoint(ctx context.Context, ns, name, url string, time
 			Timeout:   &metav1.Duration{Duration: timeout},
 		},
 	}
-	if err := h.c.Create(ctx, ep); err != nil {
-		return fmt.Errorf("create WebhookEndpoint %s/%s: %w", ns, name, err)
+}
+
+func (h *harness) createEndpoint(ctx context.Context, ep *webhooksv1alpha1.WebhookEndpoint) error {
+	if err := retry(ctx, func() error { return h.c.Create(ctx, ep) }); err != nil {
+		return fmt.Errorf("create WebhookEndpoint %s/%s: %w", ep.Namespace, ep.Name, err)
 	}
 	return nil
 }
@@ -491,6 +540,20 @@ func (h *harness) waitEndpointsReady(ctx context.Context, ns string, want int) (
 // Create succeeds.
 func (h *harness) createEvents(ctx context.Context, n, workers int, mk func(i int) *webhooksv1alpha1.DocumentEvent,
 	after func(ctx context.Context, i int, ev *webhooksv1alpha1.DocumentEvent) error) error {
+	return forEach(ctx, n, workers, func(ctx context.Context, i int) error {
+		ev := mk(i)
+		if err := retry(ctx, func() error { return h.c.Create(ctx, ev) }); err != nil {
+			return fmt.Errorf("create DocumentEvent %s: %w", ev.Name, err)
+		}
+		if after != nil {
+			return after(ctx, i, ev)
+		}
+		return nil
+	})
+}
+
+// forEach calls do for 0..n-1 from workers goroutines and stops at the first error.
+func forEach(ctx context.Context, n, workers int, do func(ctx context.Context, i int) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	next := make(chan int)
@@ -498,15 +561,8 @@ func (h *harness) createEvents(ctx context.Context, n, workers int, mk func(i in
 	for range workers {
 		wg.Go(func() {
 			for i := range next {
-				ev := mk(i)
-				if err := retry(ctx, func() error { return h.c.Create(ctx, ev) }); err != nil {
-					cancel(fmt.Errorf("create DocumentEvent %s: %w", ev.Name, err))
-					continue
-				}
-				if after != nil {
-					if err := after(ctx, i, ev); err != nil {
-						cancel(err)
-					}
+				if err := do(ctx, i); err != nil {
+					cancel(err)
 				}
 			}
 		})
@@ -551,18 +607,36 @@ func retry(ctx context.Context, call func() error) error {
 
 // deleteEvents removes the namespace's events so that later managers do not load them into their cache.
 // Namespaces themselves are never deleted: without kube-controller-manager they would stay Terminating.
+// Tens of thousands of events take the API server longer than its request timeout (60 s) to delete; it
+// goes on deleting after it answered with the timeout, and the call is repeated until none is left.
 func (h *harness) deleteEvents(ctx context.Context, ns string) error {
-	if err := h.c.DeleteAllOf(ctx, &webhooksv1alpha1.DocumentEvent{}, client.InNamespace(ns)); err != nil {
-		return fmt.Errorf("delete DocumentEvents in %s: %w", ns, err)
-	}
-	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		list := &metav1.PartialObjectMetadataList{}
-		list.SetGroupVersionKind(webhooksv1alpha1.GroupVersion.WithKind("DocumentEventList"))
-		if err := h.c.List(ctx, list, client.InNamespace(ns), client.Limit(1)); err != nil {
-			return false, nil
+	for {
+		err := h.c.DeleteAllOf(ctx, &webhooksv1alpha1.DocumentEvent{}, client.InNamespace(ns))
+		switch {
+		case err == nil:
+			return wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+				list := &metav1.PartialObjectMetadataList{}
+				list.SetGroupVersionKind(webhooksv1alpha1.GroupVersion.WithKind("DocumentEventList"))
+				if err := h.c.List(ctx, list, client.InNamespace(ns), client.Limit(1)); err != nil {
+					return false, nil
+				}
+				return len(list.Items) == 0, nil
+			})
+		case apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err):
+			info("deleting the events of %s takes the API server longer than one request; asking again", ns)
+		default:
+			return fmt.Errorf("delete DocumentEvents in %s: %w", ns, err)
 		}
-		return len(list.Items) == 0, nil
-	})
+	}
+}
+
+// deleteEndpoints removes the namespace's endpoints, so that later managers do not serve them. They have
+// no finalizer: no manager needs to run.
+func (h *harness) deleteEndpoints(ctx context.Context, ns string) error {
+	if err := h.c.DeleteAllOf(ctx, &webhooksv1alpha1.WebhookEndpoint{}, client.InNamespace(ns)); err != nil {
+		return fmt.Errorf("delete WebhookEndpoints in %s: %w", ns, err)
+	}
+	return nil
 }
 
 // withLog adds the tail of a manager log to an error.

@@ -1,9 +1,11 @@
 // Command bench measures webhook-operator on this machine: it starts a local control plane (kube-apiserver
 // and etcd), builds the manager and runs it as a separate process with only the generated RBAC, runs
-// loopback receivers, and measures six scenarios: throughput, latency, isolation, fanout, writes and
-// memory. A seventh, chaos, checks the delivery guarantees under faults: two replicas with leader
-// election, the leader SIGKILLed repeatedly, the API server restarted, receivers that fail or hang. It
-// prints a table and writes bench/results/latest.json.
+// loopback receivers, and measures speed, cost and memory: throughput, writes, cpu, latency, isolation,
+// fanout and memory; at scale: history (retained finished events), restart, tenants (many namespaces and
+// endpoints) and shards (two managers with complementary label selectors). The last, chaos, checks the
+// delivery guarantees under faults: two replicas with leader election, the leader SIGKILLed repeatedly,
+// the API server restarted, receivers that fail or hang. It prints a table and writes
+// bench/results/latest.json.
 //
 // The targets are reported, not asserted: the program exits 0 when a target is missed and non-zero only
 // when the harness itself fails (for example, events that are never delivered within a generous timeout).
@@ -21,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -35,7 +38,9 @@ import (
 var managerArgs []string
 
 // scenarioNames lists the scenarios in the order they run.
-var scenarioNames = []string{scThroughput, scWrites, scLatency, scIsolation, scFanout, scMemory, scChaos}
+var scenarioNames = []string{
+	scThroughput, scWrites, scCPU, scLatency, scIsolation, scFanout, scMemory, scHistory, scRestart, scTenants, scShards, scChaos,
+}
 
 func main() {
 	var (
@@ -47,7 +52,7 @@ func main() {
 	)
 	flag.BoolVar(&quick, "quick", false, "Run the small CI sizes (each scenario finishes in well under 2 minutes).")
 	flag.StringVar(&only, "only", "", "Comma-separated scenarios to run ("+strings.Join(scenarioNames, ", ")+"); all when empty. "+
-		"writes is measured during throughput, so either one runs that measurement.")
+		"writes and cpu are measured during throughput, restart during history: naming one runs that measurement.")
 	flag.StringVar(&out, "out", filepath.Join("bench", "results", "latest.json"), "Where to write the JSON results.")
 	flag.BoolVar(&keepLog, "keep-logs", false, "Keep the work folder with the manager logs even when every scenario succeeds.")
 	flag.BoolVar(&merge, "merge", false, "Keep the results of other scenarios already in --out and replace only those measured now "+
@@ -67,6 +72,23 @@ func main() {
 	}
 	code := run(quick, selected, out, keepLog, merge)
 	os.Exit(code)
+}
+
+// measurement is one run of the benchmark that yields the results of one or more scenarios.
+type measurement struct {
+	scenarios []string
+	run       func(context.Context) ([]result, error)
+}
+
+// one adapts a scenario that measures only itself.
+func one(run func(context.Context) (result, error)) func(context.Context) ([]result, error) {
+	return func(ctx context.Context) ([]result, error) {
+		r, err := run(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return []result{r}, nil
+	}
 }
 
 func selectScenarios(only string) (map[string]bool, error) {
@@ -145,54 +167,45 @@ func run(quick bool, selected map[string]bool, out string, keepLog, merge bool) 
 			Details: map[string]any{"error": err.Error()}})
 	}
 
-	var thr *throughputResult
-	if selected[scThroughput] || selected[scWrites] {
-		begin := time.Now()
-		load := loadAverage()
-		thr, err = h.throughput(ctx)
-		if err != nil {
-			fail(scThroughput, err)
-			if selected[scWrites] {
-				fail(scWrites, fmt.Errorf("measured during throughput, which failed"))
-			}
-		} else {
-			if selected[scThroughput] {
-				r := thr.result(time.Since(begin))
-				r.Details["load_average_before"] = load
-				record(r)
-			}
-			if selected[scWrites] {
-				r := thr.writesResult()
-				r.Details["load_average_before"] = load
-				record(r)
-			}
-		}
-	}
-	type scenario struct {
-		name string
-		fn   func(context.Context) (result, error)
-	}
-	for _, s := range []scenario{
-		{scLatency, h.latency},
-		{scIsolation, h.isolation},
-		{scFanout, h.fanout},
-		{scMemory, h.memory},
+	for _, ms := range []measurement{
+		{[]string{scThroughput, scWrites, scCPU}, h.throughputResults},
+		{[]string{scLatency}, one(h.latency)},
+		{[]string{scIsolation}, one(h.isolation)},
+		{[]string{scFanout}, one(h.fanout)},
+		{[]string{scMemory}, one(h.memory)},
+		{[]string{scHistory, scRestart}, h.historyResults},
+		{[]string{scTenants}, one(h.tenants)},
+		{[]string{scShards}, one(h.shards)},
 		// Last: it restarts the API server and leaves a leader election Lease behind.
-		{scChaos, h.chaos},
+		{[]string{scChaos}, one(h.chaos)},
 	} {
-		if !selected[s.name] || ctx.Err() != nil {
+		wanted := slices.ContainsFunc(ms.scenarios, func(name string) bool { return selected[name] })
+		if !wanted || ctx.Err() != nil {
 			continue
 		}
 		begin := time.Now()
 		load := loadAverage()
-		r, err := s.fn(ctx)
-		if err != nil {
-			fail(s.name, err)
-			continue
+		rs, err := ms.run(ctx)
+		for _, name := range ms.scenarios {
+			if !selected[name] {
+				continue
+			}
+			if err != nil {
+				reason := err
+				if name != ms.scenarios[0] {
+					reason = fmt.Errorf("measured during %s, which failed: %w", ms.scenarios[0], err)
+				}
+				fail(name, reason)
+				continue
+			}
+			for _, r := range rs {
+				if r.Scenario == name {
+					r.Details["wall_seconds"] = round(time.Since(begin).Seconds(), 1)
+					r.Details["load_average_before"] = load
+					record(r)
+				}
+			}
 		}
-		r.Details["wall_seconds"] = round(time.Since(begin).Seconds(), 1)
-		r.Details["load_average_before"] = load
-		record(r)
 	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(os.Stderr, "bench: interrupted")

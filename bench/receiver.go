@@ -11,12 +11,14 @@ import (
 )
 
 // receiver is a loopback webhook receiver. A fast one answers 200 at once; a hanging one never answers
-// (until released, when it drops the connection without a response). It counts the TCP connections it
-// accepted and records when each documentId first arrived.
+// (until released, when it drops the connection without a response); a gated one holds every request
+// until its gate closes and then answers 200. It counts the TCP connections it accepted and records when
+// each documentId first arrived.
 type receiver struct {
 	URL  string
 	srv  *http.Server
 	hang bool
+	gate <-chan struct{}
 
 	connections atomic.Int64
 	requests    atomic.Int64
@@ -30,18 +32,20 @@ type receiver struct {
 	notify   chan struct{}
 }
 
-func newReceiver(hang bool) (*receiver, error) {
+func newReceiver(hang bool) (*receiver, error) { return startReceiver(&receiver{hang: hang}) }
+
+// newGatedReceiver returns a receiver that answers requests only once gate is closed.
+func newGatedReceiver(gate <-chan struct{}) (*receiver, error) {
+	return startReceiver(&receiver{gate: gate})
+}
+
+func startReceiver(r *receiver) (*receiver, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	r := &receiver{
-		URL:     "http://" + ln.Addr().String() + "/webhook",
-		hang:    hang,
-		release: make(chan struct{}),
-		first:   map[string]time.Time{},
-		notify:  make(chan struct{}, 1),
-	}
+	r.URL = "http://" + ln.Addr().String() + "/webhook"
+	r.release, r.first, r.notify = make(chan struct{}), map[string]time.Time{}, make(chan struct{}, 1)
 	r.srv = &http.Server{
 		Handler:           http.HandlerFunc(r.serve),
 		ReadHeaderTimeout: 30 * time.Second,
@@ -68,6 +72,13 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 		case <-r.release:
 			// Drop the connection without an answer: returning would send an implicit 200.
 			panic(http.ErrAbortHandler)
+		}
+	}
+	if r.gate != nil {
+		select {
+		case <-req.Context().Done():
+			return
+		case <-r.gate:
 		}
 	}
 	now := time.Now()
@@ -100,6 +111,17 @@ func (r *receiver) arrival(k int) time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.arrivals[k]
+}
+
+// documentIDs returns the distinct documentIds that arrived.
+func (r *receiver) documentIDs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ids := make([]string, 0, len(r.first))
+	for id := range r.first {
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 // receivedAt returns when documentID first arrived.

@@ -27,6 +27,18 @@ type sizes struct {
 	memoryPayload     int
 	memoryCreators    int
 	memoryCheckpoints []int
+	// historySmall and then historyLarge finished events (Delivered, as kept for their history) are in
+	// the cluster when a manager starts; historyCreators clients create them. historyTimeout bounds
+	// the scenario, which mostly waits for the API server to store historyLarge events.
+	historySmall    int
+	historyLarge    int
+	historyCreators int
+	historyTimeout  time.Duration
+	// tenantNamespaces namespaces with tenantEndpoints endpoints each, and one event per namespace.
+	tenantNamespaces int
+	tenantEndpoints  int
+	// shardEvents events, half of them for each of the two shards.
+	shardEvents int
 	// chaos sizes the chaos scenario, which has its own time bound (stream, drain and a margin).
 	chaos chaosSizes
 	// scenarioTimeout bounds one scenario; running out of it is a harness failure.
@@ -50,6 +62,13 @@ var fullSizes = sizes{
 	memoryPayload:     2048,
 	memoryCreators:    32,
 	memoryCheckpoints: []int{1000, 2500, 5000, 7500, 10000},
+	historySmall:      1000,
+	historyLarge:      50000,
+	historyCreators:   32,
+	historyTimeout:    20 * time.Minute,
+	tenantNamespaces:  200,
+	tenantEndpoints:   10,
+	shardEvents:       2000,
 	chaos:             fullChaos,
 	scenarioTimeout:   5 * time.Minute,
 }
@@ -71,6 +90,13 @@ var quickSizes = sizes{
 	memoryPayload:     2048,
 	memoryCreators:    32,
 	memoryCheckpoints: []int{1000, 2000},
+	historySmall:      500,
+	historyLarge:      5000,
+	historyCreators:   32,
+	historyTimeout:    3 * time.Minute,
+	tenantNamespaces:  50,
+	tenantEndpoints:   10,
+	shardEvents:       400,
 	chaos:             quickChaos,
 	scenarioTimeout:   110 * time.Second,
 }
@@ -82,7 +108,11 @@ const (
 	isolationRatioTarget  = 0.9
 	fanoutRatioTarget     = 5.0
 	writesTarget          = 1.05
-	memoryTargetMiB       = 200.0
+	cpuTargetMs           = 0.8
+	memoryTargetMiB       = 100.0
+	historyRatioTarget    = 1.15
+	restartTargetSeconds  = 5.0
+	tenantsTargetMiB      = 150.0
 )
 
 // Scenario names, and detail keys that several scenarios share.
@@ -93,9 +123,15 @@ const (
 	scIsolation  = "isolation"
 	scFanout     = "fanout"
 	scMemory     = "memory"
+	scHistory    = "history"
+	scRestart    = "restart"
+	scCPU        = "cpu"
+	scTenants    = "tenants"
+	scShards     = "shards"
 	scChaos      = "chaos"
 
 	keyEvents           = "events"
+	keyEndpoints        = "endpoints"
 	keyMeasured         = "measured"
 	keyReceiverRequests = "receiver_requests"
 )
@@ -106,6 +142,11 @@ var targets = map[string]string{
 	scIsolation:  ">= 0.9",
 	scFanout:     ">= 5",
 	scWrites:     "<= 1.05",
-	scMemory:     "<= 200 MiB",
+	scCPU:        "<= 0.8 ms",
+	scMemory:     "<= 100 MiB",
+	scHistory:    "<= 1.15",
+	scRestart:    "<= 5 s",
+	scTenants:    "<= 150 MiB, every delivery made",
+	scShards:     "0 foreign objects cached, every event delivered exactly once",
 	scChaos:      "0 lost, 0 resent or undone after Delivered, 1 X-Webhook-Id per document and endpoint",
 }

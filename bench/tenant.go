@@ -19,6 +19,29 @@ type tenant struct {
 // receiver and endpoint (with spec.timeout hangTimeout) per hanging, starts a manager and waits until it
 // marked every endpoint Ready.
 func (h *harness) newTenant(ctx context.Context, ns string, healthy, hanging int, hangTimeout time.Duration) (_ *tenant, err error) {
+	t, err := h.prepareTenant(ctx, ns, healthy, hanging, hangTimeout)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			h.abandon(t)
+		}
+	}()
+	m, err := h.startManager(ctx, ns)
+	if err != nil {
+		return nil, err
+	}
+	t.m = m
+	if t.maxInFlight, err = h.waitEndpointsReady(ctx, ns, healthy+hanging); err != nil {
+		return nil, withLog(err, t.m.logPath)
+	}
+	return t, nil
+}
+
+// prepareTenant is newTenant without the manager: for scenarios whose manager serves several tenants or
+// starts later.
+func (h *harness) prepareTenant(ctx context.Context, ns string, healthy, hanging int, hangTimeout time.Duration) (_ *tenant, err error) {
 	t := &tenant{ns: ns}
 	defer func() {
 		if err != nil {
@@ -41,17 +64,9 @@ func (h *harness) newTenant(ctx context.Context, ns string, healthy, hanging int
 		} else {
 			t.healthy = append(t.healthy, r)
 		}
-		if err := h.createEndpoint(ctx, ns, name, r.URL, timeout); err != nil {
+		if err := h.createEndpoint(ctx, signedEndpoint(ns, name, r.URL, timeout)); err != nil {
 			return nil, err
 		}
-	}
-	m, err := h.startManager(ctx, ns)
-	if err != nil {
-		return nil, err
-	}
-	t.m = m
-	if t.maxInFlight, err = h.waitEndpointsReady(ctx, ns, healthy+hanging); err != nil {
-		return nil, withLog(err, t.m.logPath)
 	}
 	return t, nil
 }
@@ -66,7 +81,8 @@ func (h *harness) finish(ctx context.Context, t *tenant) error {
 	for _, r := range t.healthy {
 		r.close()
 	}
-	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	// Minutes only for a namespace with tens of thousands of events (history).
+	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
 	defer cancel()
 	return h.deleteEvents(cleanup, t.ns)
 }

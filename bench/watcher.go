@@ -13,14 +13,16 @@ import (
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 )
 
-// watcher follows the DocumentEvents of one namespace with a watch (polling List would load the API
-// server that is being measured) and records when each event was seen Delivered.
+// watcher follows the DocumentEvents of one namespace (all when ns is empty) with a watch (polling List
+// would load the API server that is being measured) and records when each event was seen Delivered.
 type watcher struct {
 	c  client.WithWatch
 	ns string
+	// labels, when set, restricts the watch to the events that carry them.
+	labels client.MatchingLabels
 
 	mu sync.Mutex
-	// per event: whether it is Delivered and how many of its deliveries are.
+	// per event, by namespace/name: whether it is Delivered and how many of its deliveries are.
 	events map[string]eventState
 	// deliveredAt[k] is when the (k+1)-th event was seen Delivered; deliveriesAt likewise for deliveries.
 	deliveredAt  []time.Time
@@ -68,7 +70,7 @@ func (w *watcher) stop() {
 
 func (w *watcher) list(ctx context.Context) (string, error) {
 	list := &webhooksv1alpha1.DocumentEventList{}
-	if err := retry(ctx, func() error { return w.c.List(ctx, list, client.InNamespace(w.ns)) }); err != nil {
+	if err := retry(ctx, func() error { return w.c.List(ctx, list, w.scope()...) }); err != nil {
 		return "", fmt.Errorf("list DocumentEvents in %s: %w", w.ns, err)
 	}
 	w.mu.Lock()
@@ -76,24 +78,34 @@ func (w *watcher) list(ctx context.Context) (string, error) {
 	seen := map[string]bool{}
 	for i := range list.Items {
 		w.setLocked(&list.Items[i])
-		seen[list.Items[i].Name] = true
+		seen[eventKey(&list.Items[i])] = true
 	}
-	for name := range w.events {
-		if !seen[name] {
-			w.removeLocked(name)
+	for key := range w.events {
+		if !seen[key] {
+			w.removeLocked(key)
 		}
 	}
 	return list.ResourceVersion, nil
 }
 
+// scope selects the watched events, for List and Watch alike.
+func (w *watcher) scope() []client.ListOption {
+	opts := []client.ListOption{client.InNamespace(w.ns)}
+	if len(w.labels) > 0 {
+		opts = append(opts, w.labels)
+	}
+	return opts
+}
+
+func eventKey(ev *webhooksv1alpha1.DocumentEvent) string { return ev.Namespace + "/" + ev.Name }
+
 // loop watches from rv, and lists again whenever the watch ends or expires.
 func (w *watcher) loop(ctx context.Context, rv string) {
 	defer close(w.done)
 	for ctx.Err() == nil {
-		wi, err := w.c.Watch(ctx, &webhooksv1alpha1.DocumentEventList{}, &client.ListOptions{
-			Namespace: w.ns,
-			Raw:       &metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true},
-		})
+		wi, err := w.c.Watch(ctx, &webhooksv1alpha1.DocumentEventList{}, append(w.scope(), &client.ListOptions{
+			Raw: &metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true},
+		})...)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -165,7 +177,7 @@ func (w *watcher) consume(ctx context.Context, wi watch.Interface, rv string) st
 				rv = ev.ResourceVersion
 				w.mu.Lock()
 				if e.Type == watch.Deleted {
-					w.removeLocked(ev.Name)
+					w.removeLocked(eventKey(ev))
 				} else {
 					w.setLocked(ev)
 				}
@@ -186,8 +198,9 @@ func (w *watcher) setLocked(ev *webhooksv1alpha1.DocumentEvent) {
 			next.deliveries++
 		}
 	}
-	prev := w.events[ev.Name]
-	w.events[ev.Name] = next
+	key := eventKey(ev)
+	prev := w.events[key]
+	w.events[key] = next
 	if next.delivered && !prev.delivered {
 		w.delivered++
 		if w.delivered > len(w.deliveredAt) {
@@ -202,12 +215,12 @@ func (w *watcher) setLocked(ev *webhooksv1alpha1.DocumentEvent) {
 	}
 }
 
-func (w *watcher) removeLocked(name string) {
-	prev, ok := w.events[name]
+func (w *watcher) removeLocked(key string) {
+	prev, ok := w.events[key]
 	if !ok {
 		return
 	}
-	delete(w.events, name)
+	delete(w.events, key)
 	if prev.delivered {
 		w.delivered--
 	}
