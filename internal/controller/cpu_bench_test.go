@@ -1,4 +1,4 @@
-package controller_test
+package controller
 
 // CPU per delivered event, the parts that happen in the manager outside the delivery itself: decoding
 // the watch events of an event, decoding the response of its status patch, building that patch, and
@@ -14,10 +14,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"reflect"
-	"strings"
 	"testing"
 
-	"k8s.io/apimachinery/pkg/api/equality"
 	metainternalversionscheme "k8s.io/apimachinery/pkg/apis/meta/internalversion/scheme"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -158,29 +156,6 @@ func BenchmarkStatusPatchResponse(b *testing.B) {
 			}
 		}
 	})
-}
-
-// statusMergePatch is the JSON merge patch {"status":{...}} that turns base into cur: each changed
-// member with its new value, and null for one that became empty (omitempty leaves it out of cur).
-// DocumentEventStatus has only scalars, lists and a time, which a merge patch replaces whole, so this
-// is what client.MergeFrom computes, without encoding both statuses and decoding them again to diff
-// them. It is the proposal that BenchmarkStatusPatchBuild measures.
-func statusMergePatch(base, cur *webhooksv1alpha1.DocumentEventStatus) ([]byte, error) {
-	changed := map[string]any{}
-	was, now := reflect.ValueOf(base).Elem(), reflect.ValueOf(cur).Elem()
-	for i := range now.NumField() {
-		before, after := was.Field(i), now.Field(i)
-		if equality.Semantic.DeepEqual(before.Interface(), after.Interface()) {
-			continue
-		}
-		name, _, _ := strings.Cut(now.Type().Field(i).Tag.Get("json"), ",")
-		if after.IsZero() || (after.Kind() == reflect.Slice && after.Len() == 0) {
-			changed[name] = nil
-		} else {
-			changed[name] = after.Interface()
-		}
-	}
-	return json.Marshal(map[string]any{"status": changed})
 }
 
 func mergeFromPatch(base, cur *webhooksv1alpha1.DocumentEventStatus) ([]byte, error) {

@@ -53,7 +53,8 @@ func (l *deliveryLog) info(log logr.Logger, now time.Time, endpoint types.Namesp
 	if suppressed > 0 {
 		keysAndValues = append(keysAndValues, "suppressedSinceLast", suppressed)
 	}
-	log.Info(message, append([]any{"endpoint", endpoint.Name, "namespace", endpoint.Namespace}, keysAndValues...)...)
+	// The reconcile's logger already names the namespace (an event and its endpoints share it).
+	log.Info(message, append([]any{"endpoint", endpoint.Name}, keysAndValues...)...)
 }
 
 func (l *deliveryLog) allow(key deliveryLogKey, now time.Time) (suppressed int, ok bool) {

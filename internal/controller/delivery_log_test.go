@@ -42,7 +42,7 @@ func TestDeliveryLogWritesFailuresAtInfoLevelLimitedPerEndpoint(t *testing.T) {
 	if len(lines) != 3 {
 		t.Fatalf("got %d lines, want 3 (first, another endpoint, the next window):\n%s", len(lines), strings.Join(lines, "\n"))
 	}
-	for _, want := range []string{`"msg"="delivery attempt failed"`, `"endpoint"="orders"`, `"namespace"="acme"`, `"event"="ev"`,
+	for _, want := range []string{`"msg"="delivery attempt failed"`, `"endpoint"="orders"`, `"event"="ev"`,
 		`"deliveryId"="whd_1"`, `"reason"="AttemptFailed"`, `"attempt"=2`, `"statusCode"=503`, `"duration"="0.4ms"`,
 		`"nextAttemptTime"="2024-01-15T10:00:01Z"`, `"error"="HTTP 503 Service Unavailable"`} {
 		if !strings.Contains(lines[0], want) {

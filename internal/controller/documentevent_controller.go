@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -43,6 +44,9 @@ type DocumentEventReconciler struct {
 
 	shared *Shared
 	fresh  *freshnessGuard
+	// scheduleFinished queues an event this reconciler finished for the finished-events controller,
+	// when its TTL runs out.
+	scheduleFinished func(key types.NamespacedName, after time.Duration)
 	// locks serializes the reconcile of an event with the recording of its outcomes at shutdown.
 	locks keyedMutex
 }
@@ -116,6 +120,12 @@ func (r *DocumentEventReconciler) commit(ctx context.Context, s *eventScope) err
 	}
 	r.shared.engine.Ack(client.ObjectKeyFromObject(s.ev), s.recorded)
 	r.emit(s)
+	if s.ev.Status.Phase.IsFinished() && !s.base.Status.Phase.IsFinished() {
+		// The event leaves the cache with this write; its TTL is the finished-events controller's.
+		if remaining, ok := r.ttl(s.ev); ok {
+			r.scheduleFinished(client.ObjectKeyFromObject(s.ev), max(remaining, 0))
+		}
+	}
 	return nil
 }
 
@@ -173,14 +183,18 @@ func (r *DocumentEventReconciler) patchStatus(ctx context.Context, s *eventScope
 	ev.Status.ObservedGeneration = ev.Generation
 	// Diff the status alone: the spec carries the whole payload and cannot change, so encoding it twice
 	// per write would only cost CPU.
-	patch, err := client.MergeFrom(&webhooksv1alpha1.DocumentEvent{Status: base.Status}).
-		Data(&webhooksv1alpha1.DocumentEvent{Status: ev.Status})
+	patch, err := statusMergePatch(&base.Status, &ev.Status)
 	if err != nil {
 		return fmt.Errorf("compute DocumentEvent status patch: %w", err)
 	}
-	if err := r.Status().Patch(ctx, ev, client.RawPatch(types.MergePatchType, patch)); err != nil {
+	// Patched as metadata, the API server answers with the metadata alone, in protobuf, rather than the
+	// whole event in JSON: the new resourceVersion is all the reconciler reads back.
+	written := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: ev.Namespace, Name: ev.Name}}
+	written.SetGroupVersionKind(webhooksv1alpha1.GroupVersion.WithKind("DocumentEvent"))
+	if err := r.Status().Patch(ctx, written, client.RawPatch(types.MergePatchType, patch)); err != nil {
 		return fmt.Errorf("patch DocumentEvent status: %w", err)
 	}
+	ev.ResourceVersion = written.ResourceVersion
 	r.fresh.wrote(client.ObjectKeyFromObject(ev), ev.ResourceVersion)
 	return nil
 }
@@ -298,6 +312,7 @@ func (r *DocumentEventReconciler) SetupWithManager(mgr ctrl.Manager, shared *Sha
 		log:    mgr.GetLogger().WithName("finished-documentevents"),
 		retry:  5 * time.Second,
 	}
+	r.scheduleFinished = finished.schedule
 	if err := ctrl.NewControllerManagedBy(mgr).
 		WatchesRawSource(finished).
 		Named("documentevent-finished").
@@ -312,8 +327,22 @@ func (r *DocumentEventReconciler) SetupWithManager(mgr ctrl.Manager, shared *Sha
 			builder.WithPredicates(endpointUsabilityChanged())).
 		WatchesRawSource(wakeSource(shared.engine.EventWakes)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrentReconciles}).
+		WithLogConstructor(eventLogger(mgr.GetLogger())).
 		Named("documentevent").
 		Complete(r)
+}
+
+// eventLogger names the event in each reconcile's log lines with plain strings. The builder's default
+// also adds a klog object reference and the controller's group and kind, which zap encodes on every
+// reconcile, two or three times per delivered event.
+func eventLogger(base logr.Logger) func(*reconcile.Request) logr.Logger {
+	base = base.WithValues("controller", "documentevent")
+	return func(req *reconcile.Request) logr.Logger {
+		if req == nil {
+			return base
+		}
+		return base.WithValues("namespace", req.Namespace, "name", req.Name)
+	}
 }
 
 // waitingOnIndex indexes unfinished events by the endpoints they wait on; events that have no targets

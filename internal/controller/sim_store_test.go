@@ -51,12 +51,18 @@ type simKey struct {
 }
 
 func kindOf(obj any) string {
-	switch obj.(type) {
+	switch o := obj.(type) {
 	case *webhooksv1alpha1.DocumentEvent, *webhooksv1alpha1.DocumentEventList:
 		return "DocumentEvent"
 	case *webhooksv1alpha1.WebhookEndpoint, *webhooksv1alpha1.WebhookEndpointList:
 		return "WebhookEndpoint"
-	case *corev1.Secret, *metav1.PartialObjectMetadata:
+	case *metav1.PartialObjectMetadata:
+		// Status patches of events go through their metadata; the cache keeps Secrets as metadata.
+		if o.Kind == "DocumentEvent" {
+			return "DocumentEvent"
+		}
+		return "Secret"
+	case *corev1.Secret:
 		return "Secret"
 	}
 	panic(fmt.Sprintf("simStore: unsupported type %T", obj))
@@ -235,6 +241,8 @@ func copyInto(src, dst client.Object) error {
 		src.(*webhooksv1alpha1.WebhookEndpoint).DeepCopyInto(d)
 	case *corev1.Secret:
 		src.(*corev1.Secret).DeepCopyInto(d)
+	case *metav1.PartialObjectMetadata:
+		src.(metav1.ObjectMetaAccessor).GetObjectMeta().(*metav1.ObjectMeta).DeepCopyInto(&d.ObjectMeta)
 	default:
 		return fmt.Errorf("simClient: cannot copy into %T", dst)
 	}

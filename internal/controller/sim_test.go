@@ -196,7 +196,12 @@ func (sim *simulation) start() {
 		},
 	})
 	mgr.events = &DocumentEventReconciler{Client: cached, APIReader: live, Recorder: &events.FakeRecorder{},
-		Jitter: sim.rng.Float64, shared: mgr.shared, fresh: newFreshnessGuard()}
+		Jitter: sim.rng.Float64, shared: mgr.shared, fresh: newFreshnessGuard(),
+		scheduleFinished: func(key types.NamespacedName, after time.Duration) {
+			if sim.incarnation == incarnation {
+				sim.enqueue(reqFinished, key, after)
+			}
+		}}
 	mgr.endpoints = &WebhookEndpointReconciler{Client: cached, Recorder: &events.FakeRecorder{}, shared: mgr.shared}
 	mgr.shared.recordOnShutdown = mgr.events.recordOnShutdown
 	sim.mgr = mgr
@@ -217,7 +222,7 @@ func (sim *simulation) start() {
 		case "DocumentEvent":
 			sim.enqueue(reqEvent, k.NamespacedName, 0)
 			// The finished-events source lists the finished events from the API server.
-			sim.finishedWatch(sim.store.latest(k))
+			sim.finishedList(sim.store.latest(k))
 		case "WebhookEndpoint":
 			sim.enqueue(reqEndpoint, k.NamespacedName, 0)
 		}
@@ -282,14 +287,23 @@ func (sim *simulation) watch(oldObj, newObj client.Object) {
 	}
 }
 
-// finishedWatch queues what the finished-events source would for the event.
-func (sim *simulation) finishedWatch(obj client.Object) {
+// finishedList queues what the finished-events source's list at start would for the event.
+func (sim *simulation) finishedList(obj client.Object) {
 	ev, ok := obj.(*webhooksv1alpha1.DocumentEvent)
 	if !ok || !ev.Status.Phase.IsFinished() {
 		return
 	}
 	if after, ok := sim.mgr.events.finishedDue(ev); ok {
 		sim.enqueue(reqFinished, client.ObjectKeyFromObject(ev), after)
+	}
+}
+
+// finishedWatch queues what the finished-events source's metadata watch would for the event: a
+// finished event that carries a redelivery request.
+func (sim *simulation) finishedWatch(obj client.Object) {
+	if ev, ok := obj.(*webhooksv1alpha1.DocumentEvent); ok && ev.Status.Phase.IsFinished() &&
+		ev.Annotations[webhooksv1alpha1.RedeliverRequestedAtAnnotation] != "" {
+		sim.enqueue(reqFinished, client.ObjectKeyFromObject(ev), 0)
 	}
 }
 

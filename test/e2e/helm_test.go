@@ -153,9 +153,9 @@ func dryRunApply(t *testing.T, g Gomega, owner string, objects []*unstructured.U
 	return skipped
 }
 
-func ensureNamespace(t *testing.T, name string, labels map[string]string) {
+func ensureNamespace(t *testing.T, name string, namespaceLabels map[string]string) {
 	t.Helper()
-	err := cluster.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}})
+	err := cluster.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: namespaceLabels}})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
