@@ -11,6 +11,7 @@ import (
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 	"github.com/1flow/webhook-operator/internal/routing"
+	"github.com/1flow/webhook-operator/internal/webhookops"
 )
 
 func testEvent() *webhooksv1alpha1.DocumentEvent {
@@ -74,7 +75,7 @@ func TestEndpointMatches(t *testing.T) {
 		if tc.ep != nil {
 			tc.ep(ep)
 		}
-		if got := endpointMatches(ev, ep); got != tc.want {
+		if got := webhookops.EndpointMatches(ev, ep); got != tc.want {
 			t.Errorf("%s: endpointMatches = %t, want %t", tc.name, got, tc.want)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 	"github.com/1flow/webhook-operator/internal/localcluster"
+	"github.com/1flow/webhook-operator/internal/webhookops"
 )
 
 func isFailed(ev *webhooksv1alpha1.DocumentEvent) bool {
@@ -66,7 +67,7 @@ func names(events []webhooksv1alpha1.DocumentEvent) []string {
 func TestListEventsServerSideSelector(t *testing.T) {
 	ns := seedPhases(t)
 	c, calls := countingClient(t, false)
-	events, err := listEvents(context.Background(), c, ns, failedSelector, isFailed)
+	events, err := webhookops.ListEvents(context.Background(), c, ns, failedSelector, isFailed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func TestListEventsServerSideSelector(t *testing.T) {
 func TestListEventsFallsBackWhenSelectorRejected(t *testing.T) {
 	ns := seedPhases(t)
 	c, calls := countingClient(t, true)
-	events, err := listEvents(context.Background(), c, ns, failedSelector, isFailed)
+	events, err := webhookops.ListEvents(context.Background(), c, ns, failedSelector, isFailed)
 	if err != nil {
 		t.Fatal(err)
 	}

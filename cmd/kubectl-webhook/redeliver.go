@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
+	"github.com/1flow/webhook-operator/internal/webhookops"
 )
 
 // Values of --scope.
@@ -136,7 +137,7 @@ func runRedeliver(ctx context.Context, o *options, ro *redeliverOptions, names [
 		}
 	}
 
-	requestedAt := time.Now().UTC().Format(time.RFC3339Nano)
+	requestedAt := webhookops.RequestTime()
 	requests, failures, err := ro.request(ctx, c, targets, requestedAt, o.streams.ErrOut)
 	if err != nil {
 		return err
@@ -182,7 +183,7 @@ func (ro *redeliverOptions) failedEvents(ctx context.Context, c client.Client, n
 	// creationTimestamp has second precision: compare whole seconds, so that an event created
 	// within --since is never left out because its timestamp was truncated.
 	cutoff := time.Now().Add(-ro.since).Truncate(time.Second)
-	events, err := listEvents(ctx, c, listNamespace,
+	events, err := webhookops.ListEvents(ctx, c, listNamespace,
 		fields.OneTermEqualSelector("status.phase", string(webhooksv1alpha1.DocumentEventFailed)),
 		func(ev *webhooksv1alpha1.DocumentEvent) bool {
 			if ev.Status.Phase != webhooksv1alpha1.DocumentEventFailed {
@@ -214,14 +215,7 @@ func (ro *redeliverOptions) failedEvents(ctx context.Context, c client.Client, n
 // patch, and returns a request for each other one, with the event as the patch left it.
 func (ro *redeliverOptions) request(ctx context.Context, c client.Client, targets []types.NamespacedName, requestedAt string,
 	errOut io.Writer) (requests []*redeliveryRequest, failures int, err error) {
-	values := map[string]*string{
-		webhooksv1alpha1.RedeliverRequestedAtAnnotation: &requestedAt,
-		webhooksv1alpha1.RedeliverScopeAnnotation:       nil, // absent means all deliveries
-	}
-	if ro.scope != "" {
-		values[webhooksv1alpha1.RedeliverScopeAnnotation] = &ro.scope
-	}
-	patch, err := annotationsPatch(values)
+	patch, err := webhookops.RedeliveryPatch(requestedAt, ro.scope)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -307,7 +301,7 @@ func awaitRedeliveries(ctx context.Context, c client.Client, requests []*redeliv
 			if listNamespace != "" {
 				opts = append(opts, client.InNamespace(listNamespace))
 			}
-			events, err := listEventPages(ctx, c, opts)
+			events, err := webhookops.ListEventPages(ctx, c, opts)
 			switch {
 			case err == nil:
 				byKey := make(map[types.NamespacedName]*webhooksv1alpha1.DocumentEvent, len(events))
@@ -368,7 +362,7 @@ func classifyRequests(ctx context.Context, c client.Client, requests []*redelive
 		return nil
 	}
 	var byNamespace map[string]map[string]*webhooksv1alpha1.WebhookEndpoint
-	endpoints, err := listEndpoints(ctx, c, listNamespace)
+	endpoints, err := webhookops.ListEndpoints(ctx, c, listNamespace)
 	switch {
 	case err == nil:
 		byNamespace = map[string]map[string]*webhooksv1alpha1.WebhookEndpoint{}

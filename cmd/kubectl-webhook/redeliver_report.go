@@ -12,6 +12,7 @@ import (
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 	"github.com/1flow/webhook-operator/internal/routing"
+	"github.com/1flow/webhook-operator/internal/webhookops"
 )
 
 // requestState is how far a redelivery request of one event got.
@@ -134,11 +135,11 @@ func classifyRedelivery(before, after *webhooksv1alpha1.DocumentEvent, endpoints
 			o.kind, o.why = outcomeNotRestarted, label+" no longer exists"
 		case !ep.DeletionTimestamp.IsZero():
 			o.kind, o.why = outcomeNotRestarted, label+" is being deleted"
-		case routing.DeliveryID(after.UID, ep.UID) != d.DeliveryID && endpointMatches(after, ep):
+		case routing.DeliveryID(after.UID, ep.UID) != d.DeliveryID && webhookops.EndpointMatches(after, ep):
 			o.kind, o.why = outcomeNotRestarted, label+" was re-created after the operator acted (redeliver again to send to it)"
 		case routing.DeliveryID(after.UID, ep.UID) != d.DeliveryID:
 			o.kind, o.why = outcomeNotRestarted, label+" was re-created and no longer matches this event"
-		case !endpointMatches(after, ep):
+		case !webhookops.EndpointMatches(after, ep):
 			o.kind, o.why = outcomeNotRestarted, label+" no longer matches this event"
 		default:
 			o.kind = outcomeRestarted
@@ -150,7 +151,7 @@ func classifyRedelivery(before, after *webhooksv1alpha1.DocumentEvent, endpoints
 	}
 	if !onlyFailed && endpoints != nil && len(after.Status.Deliveries) >= webhooksv1alpha1.MaxDeliveriesPerEvent {
 		for _, ep := range endpoints {
-			if !targeted[ep.Name] && endpointMatches(after, ep) {
+			if !targeted[ep.Name] && webhookops.EndpointMatches(after, ep) {
 				notAdded++
 			}
 		}

@@ -15,6 +15,7 @@ import (
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 	"github.com/1flow/webhook-operator/internal/routing"
+	"github.com/1flow/webhook-operator/internal/webhookops"
 )
 
 func redeliverAnnotations(t *testing.T, ns, name string) (requestedAt, scope string, scopeSet bool) {
@@ -79,7 +80,7 @@ func redeliverAsOperator(ctx context.Context, ev *webhooksv1alpha1.DocumentEvent
 	}
 	current := map[string]*webhooksv1alpha1.WebhookEndpoint{}
 	for i := range endpoints.Items {
-		if ep := &endpoints.Items[i]; endpointMatches(ev, ep) {
+		if ep := &endpoints.Items[i]; webhookops.EndpointMatches(ev, ep) {
 			current[ep.Name] = ep
 		}
 	}

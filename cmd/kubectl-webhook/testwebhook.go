@@ -2,21 +2,18 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
-	"github.com/1flow/webhook-operator/internal/delivery"
+	"github.com/1flow/webhook-operator/internal/webhookops"
 )
 
 // pollInterval is how often --wait reads the object again.
@@ -71,8 +68,8 @@ func runTest(ctx context.Context, o *options, name string, waitForResult bool, t
 		return err
 	}
 
-	requestedAt := time.Now().UTC().Format(time.RFC3339Nano)
-	patch, err := annotationsPatch(map[string]*string{webhooksv1alpha1.TestRequestedAtAnnotation: &requestedAt})
+	requestedAt := webhookops.RequestTime()
+	patch, err := webhookops.TestRequestPatch(requestedAt)
 	if err != nil {
 		return err
 	}
@@ -132,27 +129,10 @@ func printTestResult(w io.Writer, name string, r *webhooksv1alpha1.TestResult) e
 		code = fmt.Sprint(r.StatusCode)
 	}
 	lines := fmt.Sprintf("webhookendpoint/%s: test webhook %s\n  status code: %s\n  duration:    %s\n  success:     %t\n",
-		name, verdict, code, recordedDuration(r.Duration), r.Success)
+		name, verdict, code, webhookops.RecordedDuration(r.Duration), r.Success)
 	if r.Error != "" {
 		lines += "  error:       " + r.Error + "\n"
 	}
 	_, err := io.WriteString(w, lines)
 	return err
-}
-
-// annotationsPatch returns a JSON merge patch that sets the annotations; a nil value removes one.
-func annotationsPatch(values map[string]*string) ([]byte, error) {
-	if len(values) == 0 {
-		return nil, errors.New("no annotations to patch")
-	}
-	return json.Marshal(map[string]any{"metadata": map[string]any{"annotations": values}})
-}
-
-// recordedDuration shows a duration from the status the way the operator's outputs do, "-" when none
-// was recorded (the request was never sent).
-func recordedDuration(d *metav1.Duration) string {
-	if d == nil {
-		return "-"
-	}
-	return delivery.FormatDuration(d.Duration)
 }

@@ -1,4 +1,4 @@
-package main
+package webhookops
 
 import (
 	"context"
@@ -11,22 +11,22 @@ import (
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 )
 
-// pageSize bounds each list response, so that namespaces with many events are read in pieces.
-const pageSize = 500
+// PageSize bounds each list response, so that namespaces with many events are read in pieces.
+const PageSize = 500
 
-// listEvents returns the DocumentEvents of the namespace ("" for all namespaces) for which keep is true.
+// ListEvents returns the DocumentEvents of the namespace ("" for all namespaces) for which keep is true.
 // The server filters with the field selector (status.phase is a selectable field of the CRD); when it
 // rejects the selector, as API servers without selectable fields do, every event is listed and keep
 // alone filters. keep must therefore test what the selector tests.
-func listEvents(ctx context.Context, c client.Client, namespace string, selector fields.Selector,
+func ListEvents(ctx context.Context, c client.Client, namespace string, selector fields.Selector,
 	keep func(*webhooksv1alpha1.DocumentEvent) bool) ([]webhooksv1alpha1.DocumentEvent, error) {
 	var opts []client.ListOption
 	if namespace != "" {
 		opts = append(opts, client.InNamespace(namespace))
 	}
-	events, err := listEventPages(ctx, c, append(opts, client.MatchingFieldsSelector{Selector: selector}))
+	events, err := ListEventPages(ctx, c, append(opts, client.MatchingFieldsSelector{Selector: selector}))
 	if apierrors.IsBadRequest(err) {
-		events, err = listEventPages(ctx, c, opts)
+		events, err = ListEventPages(ctx, c, opts)
 	}
 	if err != nil {
 		return nil, err
@@ -46,12 +46,13 @@ func listEvents(ctx context.Context, c client.Client, namespace string, selector
 	return kept, nil
 }
 
-func listEventPages(ctx context.Context, c client.Client, opts []client.ListOption) ([]webhooksv1alpha1.DocumentEvent, error) {
+// ListEventPages lists every DocumentEvent matching opts, PageSize at a time.
+func ListEventPages(ctx context.Context, c client.Client, opts []client.ListOption) ([]webhooksv1alpha1.DocumentEvent, error) {
 	var all []webhooksv1alpha1.DocumentEvent
 	cont := ""
 	for {
 		list := &webhooksv1alpha1.DocumentEventList{}
-		pageOpts := append([]client.ListOption{client.Limit(pageSize), client.Continue(cont)}, opts...)
+		pageOpts := append([]client.ListOption{client.Limit(PageSize), client.Continue(cont)}, opts...)
 		if err := c.List(ctx, list, pageOpts...); err != nil {
 			return nil, err
 		}
@@ -62,14 +63,14 @@ func listEventPages(ctx context.Context, c client.Client, opts []client.ListOpti
 	}
 }
 
-// listEndpoints returns the WebhookEndpoints of the namespace ("" for all namespaces), sorted by
+// ListEndpoints returns the WebhookEndpoints of the namespace ("" for all namespaces), sorted by
 // namespace and name.
-func listEndpoints(ctx context.Context, c client.Client, namespace string) ([]webhooksv1alpha1.WebhookEndpoint, error) {
+func ListEndpoints(ctx context.Context, c client.Client, namespace string) ([]webhooksv1alpha1.WebhookEndpoint, error) {
 	var all []webhooksv1alpha1.WebhookEndpoint
 	cont := ""
 	for {
 		list := &webhooksv1alpha1.WebhookEndpointList{}
-		opts := []client.ListOption{client.Limit(pageSize), client.Continue(cont)}
+		opts := []client.ListOption{client.Limit(PageSize), client.Continue(cont)}
 		if namespace != "" {
 			opts = append(opts, client.InNamespace(namespace))
 		}
