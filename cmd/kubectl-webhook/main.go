@@ -113,7 +113,9 @@ webhook signatures offline and creates DocumentEvents from webhook payloads.`,
 		newStatusCommand(o),
 		newVerifyCommand(o),
 		newSendCommand(o),
+		newCompletionCommand(o),
 	)
+	registerFlagCompletions(root, o)
 	return root
 }
 

@@ -24,10 +24,16 @@ const (
 	scopeAll    = "all"
 )
 
+// redeliverOptions are the events and the flags of redeliver.
 type redeliverOptions struct {
+	*options
+	cmd           *cobra.Command
+	names         []string
 	failed        bool
 	since         time.Duration
+	sinceSet      bool // --since was given
 	scope         string
+	scopeSet      bool // --scope was given
 	allNamespaces bool
 	wait          time.Duration
 }
@@ -36,7 +42,7 @@ type redeliverOptions struct {
 const summaryThreshold = 10
 
 func newRedeliverCommand(o *options) *cobra.Command {
-	ro := &redeliverOptions{}
+	ro := &redeliverOptions{options: o}
 	cmd := &cobra.Command{
 		Use:   "redeliver (EVENT... | --failed [--since DURATION])",
 		Short: "Send DocumentEvents again and report what the operator restarted",
@@ -77,12 +83,13 @@ the operator acts on it when it gets to it.`,
 
   # Only set the annotation, do not wait
   kubectl webhook redeliver doc-invoice-1042 -n acme --wait=0`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := ro.validate(cmd, args); err != nil {
-				return err
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			if ro.failed { // --failed picks the events
+				return nil, cobra.ShellCompDirectiveNoFileComp
 			}
-			return runRedeliver(cmd.Context(), o, ro, args)
+			return completeNames(o, eventListKind, 0)(cmd, args, toComplete)
 		},
+		RunE: runOptions(ro),
 	}
 	cmd.Flags().BoolVar(&ro.failed, "failed", false, "Redeliver every DocumentEvent whose status.phase is Failed")
 	cmd.Flags().DurationVar(&ro.since, "since", 0, "With --failed, only events created within this duration (for example 2h)")
@@ -93,19 +100,30 @@ the operator acts on it when it gets to it.`,
 	return cmd
 }
 
-func (ro *redeliverOptions) validate(cmd *cobra.Command, args []string) error {
+// Complete takes the event names and notes which flags were given.
+func (ro *redeliverOptions) Complete(cmd *cobra.Command, args []string) error {
+	ro.cmd = cmd
+	ro.names = args
+	ro.sinceSet = cmd.Flags().Changed("since")
+	ro.scopeSet = cmd.Flags().Changed("scope")
+	return nil
+}
+
+// Validate checks that the events are named or picked with --failed, and the flags that go with them.
+func (ro *redeliverOptions) Validate() error {
+	cmd := ro.cmd
 	switch {
-	case len(args) > 0 && ro.failed:
+	case len(ro.names) > 0 && ro.failed:
 		return usageError(cmd, "give DocumentEvent names or --failed, not both")
-	case len(args) == 0 && !ro.failed:
+	case len(ro.names) == 0 && !ro.failed:
 		return usageError(cmd, "give at least one DocumentEvent name, or --failed")
 	case ro.since < 0:
 		return usageError(cmd, "--since must not be negative")
-	case cmd.Flags().Changed("since") && !ro.failed:
+	case ro.sinceSet && !ro.failed:
 		return usageError(cmd, "--since works only with --failed")
 	case ro.allNamespaces && !ro.failed:
 		return usageError(cmd, "-A/--all-namespaces works only with --failed")
-	case cmd.Flags().Changed("scope") && ro.scope != scopeFailed && ro.scope != scopeAll:
+	case ro.scopeSet && ro.scope != scopeFailed && ro.scope != scopeAll:
 		return usageError(cmd, "--scope must be %q or %q, not %q", scopeFailed, scopeAll, ro.scope)
 	case ro.wait < 0:
 		return usageError(cmd, "--wait must not be negative")
@@ -113,7 +131,9 @@ func (ro *redeliverOptions) validate(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-func runRedeliver(ctx context.Context, o *options, ro *redeliverOptions, names []string) error {
+// Run requests the redeliveries, waits for the operator to act on them and reports what it did.
+func (ro *redeliverOptions) Run(ctx context.Context) error {
+	o, names := ro.options, ro.names
 	ns, _, err := o.namespace()
 	if err != nil {
 		return err

@@ -32,7 +32,9 @@ const maxEventBytes = 1 << 20
 // back to the local check in seconds rather than after the dial timeout.
 const dryRunTimeout = 10 * time.Second
 
+// sendOptions are the flags of send.
 type sendOptions struct {
+	*options
 	filename string
 	name     string
 	selector string
@@ -40,7 +42,7 @@ type sendOptions struct {
 }
 
 func newSendCommand(o *options) *cobra.Command {
-	so := &sendOptions{}
+	so := &sendOptions{options: o}
 	cmd := &cobra.Command{
 		Use:   "send -f PAYLOAD.json [--name NAME] [--selector k=v,...] [--dry-run]",
 		Short: "Create a DocumentEvent from a webhook payload",
@@ -74,9 +76,8 @@ its metadata and for the status the operator writes.`,
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runSend(cmd.Context(), o, so)
-		},
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE:              runOptions(so),
 	}
 	cmd.Flags().StringVarP(&so.filename, "filename", "f", "", "Webhook payload JSON file, or - for standard input")
 	cmd.Flags().StringVar(&so.name, "name", "", "Name of the DocumentEvent (default: the documentId, sanitized, plus a random suffix)")
@@ -86,13 +87,22 @@ its metadata and for the status the operator writes.`,
 	return cmd
 }
 
-func runSend(ctx context.Context, o *options, so *sendOptions) error {
-	ev, err := buildEvent(o, so)
+// Complete has nothing to add: send takes no arguments, and -n is read when the event is built.
+func (so *sendOptions) Complete(*cobra.Command, []string) error { return nil }
+
+// Validate has nothing to check before the payload is read: required flags are cobra's to check, and the
+// --name and --selector errors come after those of the payload, as they always did.
+func (so *sendOptions) Validate() error { return nil }
+
+// Run builds the event from the payload and creates it, or with --dry-run prints it.
+func (so *sendOptions) Run(ctx context.Context) error {
+	o := so.options
+	ev, err := so.buildEvent()
 	if err != nil {
 		return err
 	}
 	if so.dryRun {
-		return dryRunSend(ctx, o, ev)
+		return so.dryRunSend(ctx, ev)
 	}
 
 	if ev.Namespace == "" {
@@ -117,8 +127,8 @@ func runSend(ctx context.Context, o *options, so *sendOptions) error {
 }
 
 // buildEvent reads the payload and returns the DocumentEvent; its namespace is set only when -n was given.
-func buildEvent(o *options, so *sendOptions) (*webhooksv1alpha1.DocumentEvent, error) {
-	in := o.streams.In
+func (so *sendOptions) buildEvent() (*webhooksv1alpha1.DocumentEvent, error) {
+	in := so.streams.In
 	source := "standard input"
 	if so.filename != "-" {
 		f, err := os.Open(so.filename)
@@ -151,7 +161,7 @@ func buildEvent(o *options, so *sendOptions) (*webhooksv1alpha1.DocumentEvent, e
 		Spec:     *spec,
 	}
 	ev.Name = name
-	ev.Namespace = *o.configFlags.Namespace
+	ev.Namespace = *so.configFlags.Namespace
 	if err := checkEventSize(ev); err != nil {
 		return nil, err
 	}
@@ -177,7 +187,8 @@ func checkEventSize(ev *webhooksv1alpha1.DocumentEvent) error {
 // dryRunSend prints the event as a manifest once the API server validated it with a server-side dry run:
 // the local parser knows the payload's shape, but only the API server runs the CRD's schema and rules. The
 // verdict goes to the error stream, so that the manifest can be redirected to a file.
-func dryRunSend(ctx context.Context, o *options, ev *webhooksv1alpha1.DocumentEvent) error {
+func (so *sendOptions) dryRunSend(ctx context.Context, ev *webhooksv1alpha1.DocumentEvent) error {
+	o := so.options
 	verdict, err := validateOnServer(ctx, o, ev)
 	if err != nil {
 		return err

@@ -19,8 +19,14 @@ import (
 	"github.com/1flow/webhook-operator/internal/webhookops"
 )
 
+// statusOptions are the flags of status.
+type statusOptions struct {
+	*options
+	allNamespaces bool
+}
+
 func newStatusCommand(o *options) *cobra.Command {
-	var allNamespaces bool
+	so := &statusOptions{options: o}
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Summarize the WebhookEndpoints of a namespace",
@@ -39,15 +45,22 @@ created again under the same name, are counted below the table, by endpoint name
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runStatus(cmd.Context(), o, allNamespaces)
-		},
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE:              runOptions(so),
 	}
-	cmd.Flags().BoolVarP(&allNamespaces, "all-namespaces", "A", false, "List the endpoints of all namespaces")
+	cmd.Flags().BoolVarP(&so.allNamespaces, "all-namespaces", "A", false, "List the endpoints of all namespaces")
 	return cmd
 }
 
-func runStatus(ctx context.Context, o *options, allNamespaces bool) error {
+// Complete has nothing to add: status takes no arguments (Args made sure of it).
+func (so *statusOptions) Complete(*cobra.Command, []string) error { return nil }
+
+// Validate has nothing to check: every combination of -n and -A is valid (-A wins).
+func (so *statusOptions) Validate() error { return nil }
+
+// Run prints the table of the endpoints and the deliveries not counted in it.
+func (so *statusOptions) Run(ctx context.Context) error {
+	o, allNamespaces := so.options, so.allNamespaces
 	ns, _, err := o.namespace()
 	if err != nil {
 		return err

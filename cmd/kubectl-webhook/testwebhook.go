@@ -19,11 +19,17 @@ import (
 // pollInterval is how often --wait reads the object again.
 const pollInterval = 250 * time.Millisecond
 
+// testOptions are the endpoint and the flags of test.
+type testOptions struct {
+	*options
+	cmd           *cobra.Command
+	name          string
+	waitForResult bool
+	timeout       time.Duration
+}
+
 func newTestCommand(o *options) *cobra.Command {
-	var (
-		waitForResult bool
-		timeout       time.Duration
-	)
+	to := &testOptions{options: o}
 	cmd := &cobra.Command{
 		Use:   "test ENDPOINT",
 		Short: "Send a test webhook to a WebhookEndpoint",
@@ -46,19 +52,32 @@ no result arrived within --timeout.`,
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if timeout <= 0 {
-				return usageError(cmd, "--timeout must be positive")
-			}
-			return runTest(cmd.Context(), o, args[0], waitForResult, timeout)
-		},
+		ValidArgsFunction: completeNames(o, endpointListKind, 1),
+		RunE:              runOptions(to),
 	}
-	cmd.Flags().BoolVar(&waitForResult, "wait", false, "Wait for the operator to record the result in status.lastTest and print it")
-	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "How long --wait waits for the result")
+	cmd.Flags().BoolVar(&to.waitForResult, "wait", false, "Wait for the operator to record the result in status.lastTest and print it")
+	cmd.Flags().DurationVar(&to.timeout, "timeout", 30*time.Second, "How long --wait waits for the result")
 	return cmd
 }
 
-func runTest(ctx context.Context, o *options, name string, waitForResult bool, timeout time.Duration) error {
+// Complete takes the endpoint name; Args made sure there is exactly one.
+func (to *testOptions) Complete(cmd *cobra.Command, args []string) error {
+	to.cmd = cmd
+	to.name = args[0]
+	return nil
+}
+
+// Validate checks --timeout.
+func (to *testOptions) Validate() error {
+	if to.timeout <= 0 {
+		return usageError(to.cmd, "--timeout must be positive")
+	}
+	return nil
+}
+
+// Run requests the test and, with --wait, waits for its result and prints it.
+func (to *testOptions) Run(ctx context.Context) error {
+	o, name, waitForResult, timeout := to.options, to.name, to.waitForResult, to.timeout
 	ns, _, err := o.namespace()
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -21,7 +22,9 @@ import (
 	"github.com/1flow/webhook-operator/pkg/signature"
 )
 
+// verifyOptions are the flags of verify, and the signature schemes they name.
 type verifyOptions struct {
+	*options
 	secretFile  string
 	trimNewline bool
 	scheme      string
@@ -30,10 +33,15 @@ type verifyOptions struct {
 	id          string
 	tolerance   time.Duration
 	noTolerance bool
+
+	// chosen is the scheme of --scheme and other the other one; knownScheme is false when --scheme names
+	// neither.
+	chosen, other schemeTraits
+	knownScheme   bool
 }
 
 func newVerifyCommand(o *options) *cobra.Command {
-	vo := &verifyOptions{}
+	vo := &verifyOptions{options: o}
 	cmd := &cobra.Command{
 		Use:   "verify --secret-file FILE [--trim-newline] --timestamp T --signature S [--scheme 1flow|standard-webhooks] [--id ID] < body",
 		Short: "Verify a webhook signature offline",
@@ -70,9 +78,8 @@ other scheme. Timestamps more than --tolerance from this machine's clock are rej
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runVerify(o, vo)
-		},
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE:              runOptions(vo),
 	}
 	f := cmd.Flags()
 	f.StringVar(&vo.secretFile, "secret-file", "", "File holding the signing secret, byte for byte as in the Secret")
@@ -90,17 +97,29 @@ other scheme. Timestamps more than --tolerance from this machine's clock are rej
 	return cmd
 }
 
-func runVerify(o *options, vo *verifyOptions) error {
-	chosen, other, ok := schemeAndOther(signature.Scheme(vo.scheme))
-	if !ok {
+// Complete looks up the scheme of --scheme.
+func (vo *verifyOptions) Complete(*cobra.Command, []string) error {
+	vo.chosen, vo.other, vo.knownScheme = schemeAndOther(signature.Scheme(vo.scheme))
+	return nil
+}
+
+// Validate checks the scheme and the flags it needs, and the tolerance.
+func (vo *verifyOptions) Validate() error {
+	if !vo.knownScheme {
 		return fmt.Errorf("unknown --scheme %q: use %q or %q", vo.scheme, signature.SchemeOneFlow, signature.SchemeStandardWebhooks)
 	}
-	if chosen.name == signature.SchemeStandardWebhooks && vo.id == "" {
+	if vo.chosen.name == signature.SchemeStandardWebhooks && vo.id == "" {
 		return errors.New("--id (the webhook-id header) is required for the standard-webhooks scheme")
 	}
 	if !vo.noTolerance && vo.tolerance <= 0 {
 		return errors.New("--tolerance must be positive; use --no-tolerance to skip the timestamp check")
 	}
+	return nil
+}
+
+// Run reads the secret and the body, verifies the signature and prints the verdict with its hints.
+func (vo *verifyOptions) Run(context.Context) error {
+	chosen, other := vo.chosen, vo.other
 	file, err := os.ReadFile(vo.secretFile)
 	if err != nil {
 		return fmt.Errorf("read --secret-file: %w", err)
@@ -113,7 +132,7 @@ func runVerify(o *options, vo *verifyOptions) error {
 		return fmt.Errorf("--secret-file %s is empty: write the Secret's value into it "+
 			"(kubectl get secret NAME -o jsonpath='{.data.signingSecret}' | base64 -d > FILE)", vo.secretFile)
 	}
-	body, err := io.ReadAll(o.streams.In)
+	body, err := io.ReadAll(vo.streams.In)
 	if err != nil {
 		return fmt.Errorf("read the body from standard input: %w", err)
 	}
@@ -135,7 +154,7 @@ func runVerify(o *options, vo *verifyOptions) error {
 		hints = append(hints, hint)
 	}
 	// Neither the hints nor the package's errors include the secret or the expected signature.
-	if _, printErr := fmt.Fprintln(o.streams.Out, strings.Join(append([]string{verdict}, hints...), "\n  ")); printErr != nil {
+	if _, printErr := fmt.Fprintln(vo.streams.Out, strings.Join(append([]string{verdict}, hints...), "\n  ")); printErr != nil {
 		return printErr
 	}
 	if err != nil {
