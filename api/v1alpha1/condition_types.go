@@ -155,6 +155,10 @@ const (
 
 	// CircuitClosedEvent is a Normal event on a WebhookEndpoint whose circuit closed after a success.
 	CircuitClosedEvent string = "CircuitClosed"
+
+	// InvalidTraceContextEvent is a Warning event on a DocumentEvent whose traceparent annotation is not
+	// W3C Trace Context; the event is delivered in a trace of its own.
+	InvalidTraceContextEvent string = "InvalidTraceContext"
 )
 
 // Annotations that request an action. Each action runs once per distinct value, so setting the
@@ -174,4 +178,15 @@ const (
 
 	// RedeliverScopeFailed is the value of RedeliverScopeAnnotation that limits a redelivery to failures.
 	RedeliverScopeFailed = "failed"
+)
+
+// Annotations that carry the W3C Trace Context of the pipeline that created a DocumentEvent: its
+// deliveries are traced under that span, and receivers get it in the traceparent header.
+const (
+	// TraceParentAnnotation holds a W3C traceparent, for example
+	// 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01.
+	TraceParentAnnotation = "webhooks.1flow.io/traceparent"
+
+	// TraceStateAnnotation holds the W3C tracestate that goes with TraceParentAnnotation.
+	TraceStateAnnotation = "webhooks.1flow.io/tracestate"
 )

@@ -2,6 +2,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"flag"
 	"os"
@@ -21,6 +22,7 @@ import (
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 	"github.com/1flow/webhook-operator/internal/controller"
 	"github.com/1flow/webhook-operator/internal/delivery"
+	"github.com/1flow/webhook-operator/internal/tracing"
 )
 
 var (
@@ -177,6 +179,11 @@ func main() {
 		os.Exit(1)
 	}
 
+	traces, flushTraces, err := tracing.FromEnvironment(context.Background())
+	if err != nil {
+		setupLog.Error(err, "invalid OpenTelemetry settings (OTEL_* variables)")
+		os.Exit(1)
+	}
 	shared, err := controller.NewShared(mgr, controller.Options{
 		Sender:                  delivery.NewSender(delivery.WithEgressPolicy(egress)),
 		MaxInFlight:             maxInFlight,
@@ -185,6 +192,7 @@ func main() {
 		RequireHTTPS:            requireHTTPS,
 		Egress:                  egress,
 		Scope:                   scope,
+		Traces:                  traces,
 	})
 	if err != nil {
 		setupLog.Error(err, "unable to set up the delivery engine")
@@ -211,8 +219,15 @@ func main() {
 		os.Exit(1)
 	}
 
-	setupLog.Info("starting manager")
-	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+	setupLog.Info("starting manager", "tracing", traces.Enabled())
+	err = mgr.Start(ctrl.SetupSignalHandler())
+	// The spans of the last deliveries are still in the batch; send them before exiting.
+	flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if flushErr := flushTraces(flushCtx); flushErr != nil {
+		setupLog.Error(flushErr, "export the last trace spans")
+	}
+	cancel()
+	if err != nil {
 		setupLog.Error(err, "problem running manager")
 		os.Exit(1)
 	}

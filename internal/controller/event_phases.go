@@ -19,6 +19,7 @@ import (
 	"github.com/1flow/webhook-operator/internal/engine"
 	"github.com/1flow/webhook-operator/internal/metrics"
 	"github.com/1flow/webhook-operator/internal/payload"
+	"github.com/1flow/webhook-operator/internal/tracing"
 )
 
 // eventScope is what the phases of one DocumentEvent reconcile share.
@@ -26,6 +27,9 @@ type eventScope struct {
 	ev, base *webhooksv1alpha1.DocumentEvent
 	now      time.Time
 	log      logr.Logger
+	// trace is the trace of the event's deliveries; traceErr tells why its annotations were ignored.
+	trace    tracing.Trace
+	traceErr error
 	// reader lists endpoints; nil means the reconciler's cached client.
 	reader client.Reader
 
@@ -44,7 +48,10 @@ type eventScope struct {
 }
 
 func newEventScope(log logr.Logger, ev *webhooksv1alpha1.DocumentEvent, outcomes []engine.Outcome, now time.Time) *eventScope {
-	return &eventScope{ev: ev, base: ev.DeepCopy(), now: now, log: log, outcomes: outcomes}
+	s := &eventScope{ev: ev, base: ev.DeepCopy(), now: now, log: log, outcomes: outcomes}
+	s.trace, s.traceErr = tracing.EventTrace(string(ev.UID),
+		ev.Annotations[webhooksv1alpha1.TraceParentAnnotation], ev.Annotations[webhooksv1alpha1.TraceStateAnnotation])
+	return s
 }
 
 func (s *eventScope) requeueWithin(d time.Duration) {
@@ -118,6 +125,13 @@ func (r *DocumentEventReconciler) ensureTargets(_ context.Context, s *eventScope
 		return reconcile.TerminalError(err)
 	}
 	ev.Status.Deliveries = newDeliveries(ev, targets)
+	if s.traceErr != nil {
+		// Said once per event, when its targets are first chosen: a bad annotation never fails it.
+		s.after(func() {
+			r.Recorder.Eventf(ev, nil, corev1.EventTypeWarning, webhooksv1alpha1.InvalidTraceContextEvent, "Deliver",
+				"annotation %s ignored: %v; the event is delivered in a trace of its own", webhooksv1alpha1.TraceParentAnnotation, s.traceErr)
+		})
+	}
 	return nil
 }
 
@@ -193,6 +207,7 @@ func (r *DocumentEventReconciler) recordSent(s *eventScope, d *webhooksv1alpha1.
 	s.after(func() {
 		metrics.RecordAttempt(attemptResult(res), res.StatusCode, res.Duration.Seconds())
 		r.shared.deliveryLog.logAttempt(s.log, s.now, s.ev, endpoint, attempted, res)
+		r.shared.traces.Attempt(s.trace, o.Trace, attemptSpan(s.ev, attempted, res, o.Circuit))
 	})
 	if d.Phase.IsFinal() {
 		r.afterFinished(s, d)
@@ -213,10 +228,57 @@ func (r *DocumentEventReconciler) afterFinished(s *eventScope, d *webhooksv1alph
 	s.after(func() {
 		metrics.RecordFinished(final.Phase == webhooksv1alpha1.DeliveryDelivered, final.Attempts)
 		r.emitOutcome(ev, final)
+		r.shared.traces.Delivery(s.trace, deliverySpan(ev, final, s.now))
 		if final.Phase == webhooksv1alpha1.DeliveryFailed {
 			r.shared.deliveryLog.logFailed(s.log, s.now, ev, final)
 		}
 	})
+}
+
+// attemptSpan describes a recorded attempt for its trace span.
+func attemptSpan(ev *webhooksv1alpha1.DocumentEvent, d *webhooksv1alpha1.EndpointDelivery, res delivery.Result,
+	circuit engine.CircuitChange) tracing.AttemptSpan {
+	span := tracing.AttemptSpan{
+		Namespace: ev.Namespace, Endpoint: d.Endpoint, DeliveryID: d.DeliveryID, Number: d.Attempts,
+		Start: res.Start, Duration: res.Duration, StatusCode: res.StatusCode, ErrorClass: string(res.Class),
+	}
+	switch {
+	case res.Success:
+		span.Outcome = tracing.OutcomeDelivered
+	case res.Blocked:
+		span.Outcome = tracing.OutcomeBlocked
+	case d.Phase == webhooksv1alpha1.DeliveryFailed:
+		span.Outcome = tracing.OutcomeFailed
+	default:
+		span.Outcome = tracing.OutcomeRetrying
+		if d.NextAttemptTime != nil {
+			span.RetryIn = d.NextAttemptTime.Sub(res.Start.Add(res.Duration))
+		}
+	}
+	switch circuit {
+	case engine.CircuitOpened:
+		span.Circuit = "opened"
+	case engine.CircuitClosed:
+		span.Circuit = "closed"
+	}
+	return span
+}
+
+// deliverySpan describes a delivery that ended: from the event's creation until it was delivered, or
+// until now for one that failed.
+func deliverySpan(ev *webhooksv1alpha1.DocumentEvent, d *webhooksv1alpha1.EndpointDelivery, now time.Time) tracing.DeliverySpan {
+	end := now
+	if d.DeliveredAt != nil {
+		end = d.DeliveredAt.Time
+	}
+	span := tracing.DeliverySpan{
+		Namespace: ev.Namespace, Endpoint: d.Endpoint, DeliveryID: d.DeliveryID,
+		Start: ev.CreationTimestamp.Time, End: end, Phase: string(d.Phase), Attempts: d.Attempts,
+	}
+	if d.Phase == webhooksv1alpha1.DeliveryFailed {
+		span.Reason = d.Reason
+	}
+	return span
 }
 
 func attemptResult(res delivery.Result) string {
@@ -279,6 +341,7 @@ func (r *DocumentEventReconciler) startDue(ctx context.Context, s *eventScope) e
 			MaxInFlight: ep.GetMaxInFlight(),
 			Attempts:    d.Attempts,
 			Body:        body,
+			Trace:       s.trace.NewAttempt(d.DeliveryID),
 		})
 		if d.Reason == webhooksv1alpha1.EndpointNotReadyReason || d.Reason == webhooksv1alpha1.DestinationBlockedReason {
 			d.Reason, d.LastError = "", ""

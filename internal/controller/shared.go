@@ -18,6 +18,7 @@ import (
 	"github.com/1flow/webhook-operator/internal/delivery"
 	"github.com/1flow/webhook-operator/internal/engine"
 	"github.com/1flow/webhook-operator/internal/metrics"
+	"github.com/1flow/webhook-operator/internal/tracing"
 )
 
 // Defaults of the engine settings that the manager exposes as flags.
@@ -51,6 +52,8 @@ type Options struct {
 	Egress *delivery.EgressPolicy
 	// Scope is what this manager serves; its cache must be built with Scope.CacheOptions.
 	Scope WatchScope
+	// Traces records delivery and attempt spans; nil records none.
+	Traces *tracing.Recorder
 }
 
 // Shared is what both reconcilers use: the engine, the endpoint resolver and the clock.
@@ -65,6 +68,7 @@ type Shared struct {
 	recordOnShutdown func(ctx context.Context, events []types.NamespacedName)
 	deliveryLog      *deliveryLog
 	scope            WatchScope
+	traces           *tracing.Recorder
 	// leader is when this process became leader (or, without leader election, started delivering).
 	leader     sync.Once
 	leaderTime time.Time
@@ -115,6 +119,7 @@ func newShared(cached, live client.Reader, opts Options) *Shared {
 		resolver:            resolver,
 		deliveryLog:         newDeliveryLog(deliveryLogInterval),
 		scope:               opts.Scope,
+		traces:              opts.Traces,
 		engine: engine.New(engine.Config{
 			Sender:                  opts.Sender,
 			Endpoints:               resolver,

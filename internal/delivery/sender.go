@@ -25,6 +25,10 @@ const (
 	ContentType = "application/json"
 	// HeaderTest marks test webhooks, so receivers can tell them from real events.
 	HeaderTest = "X-Webhook-Test"
+	// HeaderTraceParent and HeaderTraceState carry W3C Trace Context, so a receiver can continue the
+	// trace of the pipeline that created the event.
+	HeaderTraceParent = "traceparent"
+	HeaderTraceState  = "tracestate"
 )
 
 // Limits on what is read from a receiver and kept in status.
@@ -57,6 +61,9 @@ type Request struct {
 	TLS *TLSMaterial
 	// Test marks a test webhook with the X-Webhook-Test: true header.
 	Test bool
+	// TraceParent and TraceState are the attempt's W3C Trace Context, sent as the traceparent and
+	// tracestate headers when set. They are not part of the signed content.
+	TraceParent, TraceState string
 }
 
 // TLSMaterial is an endpoint's TLS configuration, from its Secrets.
@@ -89,7 +96,27 @@ type Result struct {
 	// Error explains a failure in at most MaxErrorLength bytes. It never contains the URL's query or user
 	// information, nor the secret.
 	Error string
+	// Class sorts a failure into a few kinds for traces and logs; empty for a success.
+	Class ErrorClass
 }
+
+// ErrorClass is the kind of a failed attempt.
+type ErrorClass string
+
+const (
+	// ClassHTTPStatus: the receiver answered with a status other than 2xx.
+	ClassHTTPStatus ErrorClass = "http_status"
+	// ClassTimeout: no answer within the endpoint's timeout.
+	ClassTimeout ErrorClass = "timeout"
+	// ClassConnection: no HTTP exchange (DNS, refused, reset, TLS handshake).
+	ClassConnection ErrorClass = "connection"
+	// ClassBlocked: the egress policy refused the destination.
+	ClassBlocked ErrorClass = "blocked"
+	// ClassCanceled: the operator stopped before the answer.
+	ClassCanceled ErrorClass = "canceled"
+	// ClassConfiguration: the request could not be built (URL, signing key, TLS material).
+	ClassConfiguration ErrorClass = "configuration"
+)
 
 // Sender sends attempts over one shared HTTP client, so connections to an endpoint are reused. Endpoints
 // with their own TLS material get a client of their own, rebuilt only when the material changes.
@@ -239,7 +266,7 @@ func (s *Sender) Send(ctx context.Context, r Request) Result {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, bytes.NewReader(r.Body))
 	if err != nil {
-		res.Error = "invalid request: " + redactError(err)
+		res.Error, res.Class = "invalid request: "+redactError(err), ClassConfiguration
 		return finish()
 	}
 	req.Header.Set("Content-Type", ContentType)
@@ -248,6 +275,12 @@ func (s *Sender) Send(ctx context.Context, r Request) Result {
 	if r.Test {
 		req.Header.Set(HeaderTest, "true")
 	}
+	if r.TraceParent != "" {
+		req.Header.Set(HeaderTraceParent, r.TraceParent)
+		if r.TraceState != "" {
+			req.Header.Set(HeaderTraceState, r.TraceState)
+		}
+	}
 	if len(r.Secret) > 0 {
 		scheme := r.Scheme
 		if scheme == "" {
@@ -255,7 +288,7 @@ func (s *Sender) Send(ctx context.Context, r Request) Result {
 		}
 		signed, err := signature.SignHeaders(scheme, r.ID, start, r.Body, r.Secret, r.PreviousSecret)
 		if err != nil {
-			res.Error = "cannot sign: " + err.Error()
+			res.Error, res.Class = "cannot sign: "+err.Error(), ClassConfiguration
 			return finish()
 		}
 		for name, values := range signed {
@@ -265,13 +298,13 @@ func (s *Sender) Send(ctx context.Context, r Request) Result {
 
 	client, err := s.clientFor(r.TLS)
 	if err != nil {
-		res.Error = "invalid TLS configuration: " + err.Error()
+		res.Error, res.Class = "invalid TLS configuration: "+err.Error(), ClassConfiguration
 		return finish()
 	}
 	resp, err := client.Do(req)
 	if err != nil {
 		res.Blocked = errors.Is(err, ErrDestinationBlocked)
-		res.Error = describeTransportError(err, r.Timeout)
+		res.Class, res.Error = describeTransportError(err, r.Timeout)
 		return finish()
 	}
 	defer func() { _ = resp.Body.Close() }()
@@ -279,7 +312,7 @@ func (s *Sender) Send(ctx context.Context, r Request) Result {
 	res.Success = resp.StatusCode >= 200 && resp.StatusCode < 300
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// The body of a 101 is the raw connection, outside the attempt's deadline: never read it.
-		res.Error = describeStatus(resp, nil)
+		res.Error, res.Class = describeStatus(resp, nil), ClassHTTPStatus
 		return finish()
 	}
 	// End any body read at the attempt's deadline, whatever the receiver does.
@@ -292,7 +325,7 @@ func (s *Sender) Send(ctx context.Context, r Request) Result {
 	}
 	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, MaxBodyExcerpt))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
-	res.Error = describeStatus(resp, excerpt)
+	res.Error, res.Class = describeStatus(resp, excerpt), ClassHTTPStatus
 	if honoursRetryAfter(resp.StatusCode) {
 		res.RetryAfter, _ = ParseRetryAfter(resp.Header.Get("Retry-After"), s.now())
 	}
@@ -310,22 +343,22 @@ func describeStatus(resp *http.Response, excerpt []byte) string {
 	return msg
 }
 
-func describeTransportError(err error, timeout time.Duration) string {
+func describeTransportError(err error, timeout time.Duration) (ErrorClass, string) {
 	if errors.Is(err, ErrDestinationBlocked) {
 		var opErr *net.OpError
 		if errors.As(err, &opErr) {
-			return opErr.Err.Error()
+			return ClassBlocked, opErr.Err.Error()
 		}
-		return ErrDestinationBlocked.Error()
+		return ClassBlocked, ErrDestinationBlocked.Error()
 	}
 	var netErr net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()) {
-		return fmt.Sprintf("timeout: no response within %s", timeout)
+		return ClassTimeout, fmt.Sprintf("timeout: no response within %s", timeout)
 	}
 	if errors.Is(err, context.Canceled) {
-		return "canceled: the operator stopped before the receiver answered"
+		return ClassCanceled, "canceled: the operator stopped before the receiver answered"
 	}
-	return "connection error: " + redactError(err)
+	return ClassConnection, "connection error: " + redactError(err)
 }
 
 // redactError strips the URL that net/http puts in its errors, because it may carry credentials in

@@ -12,6 +12,7 @@ import (
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 	"github.com/1flow/webhook-operator/internal/delivery"
+	"github.com/1flow/webhook-operator/internal/tracing"
 )
 
 // Sender makes one HTTP attempt; *delivery.Sender implements it.
@@ -76,6 +77,8 @@ type Attempt struct {
 	// Body returns the payload. It is called once, when the attempt is admitted, so that the many
 	// reconciles that only record results never encode.
 	Body func() ([]byte, error)
+	// Trace is the attempt's trace context, sent to the receiver and returned in the Outcome.
+	Trace tracing.Attempt
 
 	testValue string
 }
@@ -105,6 +108,8 @@ type Outcome struct {
 	Wait       time.Duration
 	// Circuit is what a Sent attempt did to the endpoint's circuit.
 	Circuit CircuitChange
+	// Trace is the attempt's trace context, as submitted.
+	Trace tracing.Attempt
 }
 
 // Config configures an Engine.
@@ -305,7 +310,7 @@ const lookupRetry = time.Second
 
 // attempt admits the attempt against the endpoint as it is now and, when admitted, sends it.
 func (e *Engine) attempt(l *lane, a Attempt) Outcome {
-	out := Outcome{DeliveryID: a.DeliveryID}
+	out := Outcome{DeliveryID: a.DeliveryID, Trace: a.Trace}
 	ep, found, err := e.endpoints.Lookup(e.ctx, a.Endpoint)
 	switch {
 	case err != nil:
@@ -353,6 +358,7 @@ func (e *Engine) attempt(l *lane, a Attempt) Outcome {
 
 	req := ep.Request
 	req.ID, req.Body, req.Test = a.DeliveryID, body, test
+	req.TraceParent, req.TraceState = a.Trace.TraceParent, a.Trace.TraceState
 	res := e.sender.Send(e.ctx, req)
 	out.Kind, out.Result = Sent, res
 	if !test {
