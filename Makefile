@@ -215,8 +215,9 @@ helm-chart: manifests ## Refresh dist/chart from config/ (CRDs, manager ClusterR
 ##@ kubectl plugin
 
 .PHONY: install-plugin
-install-plugin: ## Install kubectl-webhook into $(GOBIN) so kubectl finds it as `kubectl webhook`.
+install-plugin: ## Install kubectl-webhook into $(GOBIN) so kubectl finds it as `kubectl webhook`, with kubectl_complete-webhook for its shell completion.
 	GOBIN="$(GOBIN)" go install ./cmd/kubectl-webhook
+	install -m 0755 cmd/kubectl-webhook/kubectl_complete-webhook "$(GOBIN)/kubectl_complete-webhook"
 
 ##@ Documentation
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -134,5 +135,24 @@ func TestCompletionScripts(t *testing.T) {
 	got, directive := complete(t, "completion", "")
 	if want := completionShells; !slices.Equal(got, want) || directive != noFileComp {
 		t.Errorf("completion <TAB>: %q %s, want %q %s", got, directive, want, noFileComp)
+	}
+}
+
+// TestCompletionExecutable checks the kubectl_complete-webhook that make install-plugin installs: an
+// executable that hands kubectl's words to __complete.
+func TestCompletionExecutable(t *testing.T) {
+	info, err := os.Stat("kubectl_complete-webhook")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm()&0o111 == 0 {
+		t.Errorf("kubectl_complete-webhook is not executable: %s", info.Mode())
+	}
+	script, err := os.ReadFile("kubectl_complete-webhook")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(script), "#!/bin/sh\n") || !strings.Contains(string(script), "\nexec kubectl-webhook __complete \"$@\"\n") {
+		t.Errorf("kubectl_complete-webhook does not run kubectl-webhook __complete \"$@\":\n%s", script)
 	}
 }
