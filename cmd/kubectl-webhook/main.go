@@ -114,6 +114,7 @@ webhook signatures offline and creates DocumentEvents from webhook payloads.`,
 		newVerifyCommand(o),
 		newSendCommand(o),
 		newCompletionCommand(o),
+		newUICommand(o),
 	)
 	registerFlagCompletions(root, o)
 	return root
