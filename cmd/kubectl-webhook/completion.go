@@ -150,8 +150,9 @@ var completionShells = []string{"bash", "zsh", "fish", "powershell"}
 // completionOptions are the argument of completion.
 type completionOptions struct {
 	*options
-	cmd   *cobra.Command
-	shell string
+	cmd            *cobra.Command
+	shell          string
+	noDescriptions bool
 }
 
 func newCompletionCommand(o *options) *cobra.Command {
@@ -185,6 +186,7 @@ plugin's README.`,
 		},
 		RunE: runOptions(co),
 	}
+	cmd.Flags().BoolVar(&co.noDescriptions, "no-descriptions", false, "Offer the completions without their descriptions")
 	return cmd
 }
 
@@ -205,15 +207,21 @@ func (co *completionOptions) Validate() error {
 
 // Run prints the script of the shell, for the whole command tree.
 func (co *completionOptions) Run(context.Context) error {
-	root, out := co.cmd.Root(), co.streams.Out
+	root, out, descriptions := co.cmd.Root(), co.streams.Out, !co.noDescriptions
 	switch co.shell {
 	case "bash":
-		return root.GenBashCompletionV2(out, true)
+		return root.GenBashCompletionV2(out, descriptions)
 	case "zsh":
-		return root.GenZshCompletion(out)
+		if descriptions {
+			return root.GenZshCompletion(out)
+		}
+		return root.GenZshCompletionNoDesc(out)
 	case "fish":
-		return root.GenFishCompletion(out, true)
+		return root.GenFishCompletion(out, descriptions)
 	default:
-		return root.GenPowerShellCompletionWithDesc(out)
+		if descriptions {
+			return root.GenPowerShellCompletionWithDesc(out)
+		}
+		return root.GenPowerShellCompletion(out)
 	}
 }

@@ -129,6 +129,11 @@ func TestCompletionScripts(t *testing.T) {
 			t.Errorf("completion %s does not call __complete", shell)
 		}
 	}
+	r := kubectlWebhook(t, "", "completion", "zsh", "--no-descriptions")
+	mustSucceed(t, r)
+	if !strings.Contains(r.stdout, "__completeNoDesc") {
+		t.Error("completion zsh --no-descriptions does not call __completeNoDesc")
+	}
 	mustFail(t, kubectlWebhook(t, "", "completion"), "completion takes exactly one shell")
 	mustFail(t, kubectlWebhook(t, "", "completion", "tcsh"), `unknown shell "tcsh"`)
 
