@@ -8,6 +8,8 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -21,6 +23,7 @@ import (
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 	"github.com/1flow/webhook-operator/internal/delivery"
 	"github.com/1flow/webhook-operator/internal/localcluster"
+	"github.com/1flow/webhook-operator/internal/tracing"
 )
 
 var (
@@ -31,6 +34,8 @@ var (
 	k8sClient client.Client
 	// managerCache is the running manager's cache, to check what it holds.
 	managerCache cache.Cache
+	// spans holds the spans the manager recorded.
+	spans = tracetest.NewSpanRecorder()
 )
 
 func TestControllers(t *testing.T) {
@@ -72,6 +77,7 @@ var _ = BeforeSuite(func() {
 		Sender:              delivery.NewSender(),
 		MaxInFlight:         64,
 		StatusFlushInterval: 200 * time.Millisecond,
+		Traces:              tracing.NewRecorder(tracing.NewTracerProvider(sdktrace.WithSpanProcessor(spans))),
 	})
 	Expect(err).NotTo(HaveOccurred())
 	Expect((&WebhookEndpointReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr, shared)).To(Succeed())
