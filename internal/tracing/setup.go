@@ -36,10 +36,9 @@ func FromEnvironment(ctx context.Context) (*Recorder, func(context.Context) erro
 	if err != nil {
 		return nil, noShutdown, fmt.Errorf("create the OTLP trace exporter: %w", err)
 	}
-	res, err := resource.Merge(
-		resource.NewSchemaless(semconv.ServiceName("webhook-operator")),
-		resource.Default(), // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win over the name above.
-	)
+	// Later options win: OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES override the default name.
+	res, err := resource.New(ctx, resource.WithAttributes(semconv.ServiceName("webhook-operator")),
+		resource.WithFromEnv(), resource.WithTelemetrySDK())
 	if err != nil {
 		return nil, noShutdown, fmt.Errorf("describe the trace resource: %w", err)
 	}
