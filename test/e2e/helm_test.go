@@ -413,6 +413,25 @@ image:
 			len(objects), len(objects)-len(skipped), skipped)
 	})
 
+	t.Run("Tracing", func(t *testing.T) {
+		g := NewWithT(t)
+		env := func(values map[string]any) []corev1.EnvVar {
+			objects, err := renderChart(t, values)
+			g.Expect(err).NotTo(HaveOccurred())
+			return checkManagerDeployment(t, g, objects).Spec.Template.Spec.Containers[0].Env
+		}
+		g.Expect(env(nil)).To(BeEmpty(), "no tracing unless asked for")
+		g.Expect(env(map[string]any{"tracing": map[string]any{
+			"otlpEndpoint": "http://otel-collector.observability:4318",
+			"env":          map[string]any{"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
+		}})).To(ConsistOf(
+			corev1.EnvVar{Name: "OTEL_EXPORTER_OTLP_ENDPOINT", Value: "http://otel-collector.observability:4318"},
+			corev1.EnvVar{Name: "OTEL_EXPORTER_OTLP_PROTOCOL", Value: "http/protobuf"},
+			corev1.EnvVar{Name: "OTEL_TRACES_SAMPLER", Value: "parentbased_traceidratio"},
+			corev1.EnvVar{Name: "OTEL_TRACES_SAMPLER_ARG", Value: "0.1"},
+		))
+	})
+
 	t.Run("InsecureMetricsWithServiceMonitor", func(t *testing.T) {
 		g := NewWithT(t)
 		objects, err := renderChart(t, map[string]any{

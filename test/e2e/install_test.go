@@ -103,3 +103,20 @@ func TestInstallManifestsPassServerSideDryRun(t *testing.T) {
 		g.Expect(string(data)).NotTo(ContainSubstring("'*'"))
 	}
 }
+
+// TestTracingComponentSetsTheOTLPEndpoint builds the install manifests with config/tracing, as the docs
+// tell users to, and checks that the manager gets the OTLP variables.
+func TestTracingComponentSetsTheOTLPEndpoint(t *testing.T) {
+	g := NewWithT(t)
+	for _, obj := range renderKustomization(t, "test/e2e/testdata/tracing-overlay") {
+		if obj.GetKind() != "Deployment" {
+			continue
+		}
+		deployment := &appsv1.Deployment{}
+		g.Expect(runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, deployment)).To(Succeed())
+		g.Expect(deployment.Spec.Template.Spec.Containers[0].Env).To(ContainElements(
+			HaveField("Name", "OTEL_EXPORTER_OTLP_ENDPOINT"), HaveField("Name", "OTEL_EXPORTER_OTLP_PROTOCOL")))
+		return
+	}
+	t.Fatal("no Deployment rendered")
+}

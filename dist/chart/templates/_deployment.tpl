@@ -92,6 +92,19 @@ spec:
         {{- range $values.extraArgs }}
         - {{ . | quote }}
         {{- end }}
+        {{- with $values.tracing }}
+        {{- if .otlpEndpoint }}
+        env:
+        - name: OTEL_EXPORTER_OTLP_ENDPOINT
+          value: {{ .otlpEndpoint | quote }}
+        - name: OTEL_EXPORTER_OTLP_PROTOCOL
+          value: {{ .protocol | quote }}
+        {{- range $name, $value := .env }}
+        - name: {{ $name }}
+          value: {{ $value | quote }}
+        {{- end }}
+        {{- end }}
+        {{- end }}
         ports:
         {{- if $values.metrics.enabled }}
         - containerPort: {{ $values.metrics.port | int }}
