@@ -134,7 +134,7 @@ func TestUserGuideCoversReasons(t *testing.T) {
 		webhooksv1alpha1.DeliveryFailedEvent, webhooksv1alpha1.DeliveredAfterRetriesEvent,
 		webhooksv1alpha1.EndpointNotReadyEvent, webhooksv1alpha1.EndpointReadyEvent,
 		webhooksv1alpha1.CircuitOpenedEvent, webhooksv1alpha1.CircuitClosedEvent, webhooksv1alpha1.SuspendedEvent,
-		webhooksv1alpha1.ResumedEvent, webhooksv1alpha1.SecretEndsWithNewlineEvent,
+		webhooksv1alpha1.ResumedEvent, webhooksv1alpha1.SecretEndsWithNewlineEvent, webhooksv1alpha1.InvalidTraceContextEvent,
 		// Ready reasons of a WebhookEndpoint
 		webhooksv1alpha1.SecretNotFoundReason, webhooksv1alpha1.SecretKeyMissingReason,
 		webhooksv1alpha1.SecretInvalidReason, webhooksv1alpha1.InvalidURLReason, webhooksv1alpha1.SuspendedReason,
@@ -147,7 +147,7 @@ func TestUserGuideCoversReasons(t *testing.T) {
 		webhooksv1alpha1.EndpointNotReadyReason, webhooksv1alpha1.NoEndpointsReason, webhooksv1alpha1.TooManyEndpointsReason,
 		// Annotations
 		webhooksv1alpha1.TestRequestedAtAnnotation, webhooksv1alpha1.RedeliverRequestedAtAnnotation,
-		webhooksv1alpha1.RedeliverScopeAnnotation,
+		webhooksv1alpha1.RedeliverScopeAnnotation, webhooksv1alpha1.TraceParentAnnotation, webhooksv1alpha1.TraceStateAnnotation,
 	} {
 		if !strings.Contains(guide, reason) {
 			t.Errorf("docs/user-guide.md does not mention %s", reason)
