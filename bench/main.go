@@ -39,7 +39,8 @@ var managerArgs []string
 
 // scenarioNames lists the scenarios in the order they run.
 var scenarioNames = []string{
-	scThroughput, scWrites, scCPU, scLatency, scIsolation, scFanout, scMemory, scHistory, scRestart, scTenants, scShards, scChaos,
+	scThroughput, scWrites, scCPU, scLatency, scIsolation, scFanout, scMemory, scHistory, scRestart, scTenants, scShards,
+	scTracing, scChaos,
 }
 
 func main() {
@@ -176,6 +177,7 @@ func run(quick bool, selected map[string]bool, out string, keepLog, merge bool) 
 		{[]string{scHistory, scRestart}, h.historyResults},
 		{[]string{scTenants}, one(h.tenants)},
 		{[]string{scShards}, one(h.shards)},
+		{[]string{scTracing}, one(h.tracingCost)},
 		// Last: it restarts the API server and leaves a leader election Lease behind.
 		{[]string{scChaos}, one(h.chaos)},
 	} {

@@ -64,7 +64,7 @@ func (h *harness) throughput(ctx context.Context) (*throughputResult, error) {
 	}
 
 	step("throughput: operator, %d events from %d clients to 1 fast endpoint", n, creators)
-	if err := h.throughputOperator(ctx, res); err != nil {
+	if err := h.throughputOperator(ctx, res, "bench-throughput"); err != nil {
 		return nil, err
 	}
 
@@ -118,9 +118,9 @@ type ceilingRun struct {
 	cpu     map[string]any
 }
 
-func (h *harness) throughputOperator(ctx context.Context, res *throughputResult) error {
+func (h *harness) throughputOperator(ctx context.Context, res *throughputResult, ns string) error {
 	n, creators := res.events, res.creators
-	t, err := h.newTenant(ctx, "bench-throughput", 1, 0, 0)
+	t, err := h.newTenant(ctx, ns, 1, 0, 0)
 	if err != nil {
 		return err
 	}
@@ -229,9 +229,14 @@ func (r *throughputResult) writesResult() result {
 }
 
 // cpuResult divides the manager's CPU time in the operator run by the events it delivered.
+// managerMsPerEvent is the manager's CPU milliseconds per delivered event of the operator run.
+func (r *throughputResult) managerMsPerEvent() float64 {
+	return r.operatorCPU["manager"].(float64) * 1000 / float64(r.events)
+}
+
 func (r *throughputResult) cpuResult() result {
 	managerSeconds := r.operatorCPU["manager"].(float64)
-	perEvent := managerSeconds * 1000 / float64(r.events)
+	perEvent := r.managerMsPerEvent()
 	return result{
 		Scenario: scCPU,
 		Value:    round(perEvent, 3),

@@ -129,6 +129,7 @@ const (
 	scTenants    = "tenants"
 	scShards     = "shards"
 	scChaos      = "chaos"
+	scTracing    = "tracing"
 
 	keyEvents           = "events"
 	keyEndpoints        = "endpoints"
@@ -148,5 +149,6 @@ var targets = map[string]string{
 	scRestart:    "<= 5 s",
 	scTenants:    "<= 150 MiB, every delivery made",
 	scShards:     "0 foreign objects cached, every event delivered exactly once",
+	scTracing:    "reported: manager CPU per event with spans exported over OTLP, against tracing off",
 	scChaos:      "0 lost, 0 resent or undone after Delivered, 1 X-Webhook-Id per document and endpoint",
 }
