@@ -32,7 +32,7 @@ func TestEveryAnswerCarriesTheSecurityHeaders(t *testing.T) {
 			t.Errorf("%s: Content-Security-Policy %q, want %q", name, got, ContentSecurityPolicy)
 		}
 		for header, want := range map[string]string{"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
-			"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"} {
+			"Referrer-Policy": "same-origin", "Cache-Control": "no-store"} {
 			if got := h.Get(header); got != want {
 				t.Errorf("%s: %s %q, want %q", name, header, got, want)
 			}
