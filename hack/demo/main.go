@@ -453,7 +453,12 @@ func keepRunning(ctx context.Context, cluster *localcluster.Cluster, keepDir, lo
 	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
 		return err
 	}
-	step("Still running (DEMO_KEEP=1). Try:\n    kubectl --kubeconfig %s -n %s get whe,de\n    tail -f %s\nPress Ctrl-C to stop.",
+	step("Still running (DEMO_KEEP=1). Try:\n"+
+		"    kubectl --kubeconfig %[1]s -n %[2]s get whe,de\n"+
+		"    tail -f %[3]s\n"+
+		"Open the web console (after make install-plugin; or go run ./cmd/kubectl-webhook ui -n %[2]s --kubeconfig %[1]s):\n"+
+		"    KUBECONFIG=%[1]s kubectl webhook ui -n %[2]s\n"+
+		"Press Ctrl-C to stop.",
 		path, namespace, logPath)
 	<-ctx.Done()
 	return nil
