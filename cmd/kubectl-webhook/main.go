@@ -89,7 +89,8 @@ func newRootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		Long: `kubectl webhook works with the webhook-operator's WebhookEndpoints and DocumentEvents.
 
 It sends test webhooks, requests redeliveries, summarizes the endpoints of a namespace, verifies
-webhook signatures offline and creates DocumentEvents from webhook payloads.`,
+webhook signatures offline and creates DocumentEvents from webhook payloads; ui shows all of it in a local
+web console.`,
 		Annotations: map[string]string{
 			cobra.CommandDisplayNameAnnotation: "kubectl webhook",
 		},
