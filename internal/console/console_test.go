@@ -235,6 +235,11 @@ func TestEventsFilterAndRedeliverFailed(t *testing.T) {
 		t.Errorf("the filter let other events through:\n%s", w.Body.String())
 	}
 	expectBody(t, get(t, s, "/events?endpoint=nobody"), "No events match")
+	// Endpoint and age are filtered by the console; a filter it cannot read says how to write it.
+	expectBody(t, get(t, s, "/events?endpoint=orders&age=1h&phase=Failed"), "invoice-failed-1", "receipt-failed")
+	badAge := get(t, s, "/events?age=yesterday")
+	expectStatus(t, badAge, http.StatusBadRequest)
+	expectBody(t, badAge, "is not a positive duration such as 15m")
 
 	confirm := get(t, s, "/events/redeliver-failed?docType=INVOICE")
 	expectStatus(t, confirm, http.StatusOK)
