@@ -7,14 +7,15 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"maps"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 
-	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
 	"github.com/1flow/webhook-operator/internal/metrics"
 )
 
@@ -127,30 +128,47 @@ func TestOperationsHasARunbookForEveryAlert(t *testing.T) {
 	}
 }
 
+// apiStrings returns the exported constants of api/v1alpha1/condition_types.go: the condition types and
+// reasons, Event reasons, annotations and Secret keys that users see. Reading them from the source, not
+// from a list kept here, means a new one cannot be left out of the check.
+func apiStrings(t *testing.T) map[string]string {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), "../api/v1alpha1/condition_types.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := map[string]string{}
+	for _, decl := range f.Decls {
+		gen, ok := decl.(*ast.GenDecl)
+		if !ok || gen.Tok != token.CONST {
+			continue
+		}
+		for _, spec := range gen.Specs {
+			vs := spec.(*ast.ValueSpec)
+			for i, name := range vs.Names {
+				if !name.IsExported() {
+					continue
+				}
+				lit, ok := vs.Values[i].(*ast.BasicLit)
+				if !ok || lit.Kind != token.STRING {
+					t.Fatalf("condition_types.go: %s is not a string literal; teach apiStrings to read it", name.Name)
+				}
+				values[name.Name], _ = strconv.Unquote(lit.Value)
+			}
+		}
+	}
+	if len(values) < 40 {
+		t.Fatalf("found only %d constants in api/v1alpha1/condition_types.go: %v", len(values), values)
+	}
+	return values
+}
+
 func TestUserGuideCoversReasons(t *testing.T) {
 	guide := read(t, "user-guide.md")
-	for _, reason := range []string{
-		// Events
-		webhooksv1alpha1.DeliveryFailedEvent, webhooksv1alpha1.DeliveredAfterRetriesEvent,
-		webhooksv1alpha1.EndpointNotReadyEvent, webhooksv1alpha1.EndpointReadyEvent,
-		webhooksv1alpha1.CircuitOpenedEvent, webhooksv1alpha1.CircuitClosedEvent, webhooksv1alpha1.SuspendedEvent,
-		webhooksv1alpha1.ResumedEvent, webhooksv1alpha1.SecretEndsWithNewlineEvent, webhooksv1alpha1.InvalidTraceContextEvent,
-		// Ready reasons of a WebhookEndpoint
-		webhooksv1alpha1.SecretNotFoundReason, webhooksv1alpha1.SecretKeyMissingReason,
-		webhooksv1alpha1.SecretInvalidReason, webhooksv1alpha1.InvalidURLReason, webhooksv1alpha1.SuspendedReason,
-		webhooksv1alpha1.InsecureURLReason, webhooksv1alpha1.DestinationBlockedReason,
-		webhooksv1alpha1.TLSSecretNotFoundReason, webhooksv1alpha1.TLSSecretInvalidReason,
-		webhooksv1alpha1.CircuitOpenReason,
-		// Delivery reasons
-		webhooksv1alpha1.AttemptFailedReason, webhooksv1alpha1.AttemptsExhaustedReason,
-		webhooksv1alpha1.EndpointDeletedReason, webhooksv1alpha1.RedeliveryRequestedReason,
-		webhooksv1alpha1.EndpointNotReadyReason, webhooksv1alpha1.NoEndpointsReason, webhooksv1alpha1.TooManyEndpointsReason,
-		// Annotations
-		webhooksv1alpha1.TestRequestedAtAnnotation, webhooksv1alpha1.RedeliverRequestedAtAnnotation,
-		webhooksv1alpha1.RedeliverScopeAnnotation, webhooksv1alpha1.TraceParentAnnotation, webhooksv1alpha1.TraceStateAnnotation,
-	} {
-		if !strings.Contains(guide, reason) {
-			t.Errorf("docs/user-guide.md does not mention %s", reason)
+	values := apiStrings(t)
+	for _, name := range slices.Sorted(maps.Keys(values)) {
+		if !strings.Contains(guide, values[name]) {
+			t.Errorf("docs/user-guide.md does not mention %s (%s)", values[name], name)
 		}
 	}
 }

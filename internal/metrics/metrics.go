@@ -23,11 +23,13 @@
 package metrics
 
 import (
+	"fmt"
+
 	"github.com/prometheus/client_golang/prometheus"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
-// Metric names, exported so tests can check that alerts and dashboards only use metrics that exist.
+// Metric names, for the code that reads or records them.
 const (
 	DeliveriesTotal         = "webhook_operator_deliveries_total"
 	DeliveryDuration        = "webhook_operator_delivery_duration_seconds"
@@ -38,12 +40,6 @@ const (
 	TestDeliveriesTotal     = "webhook_operator_test_deliveries_total"
 	CachedObjects           = "webhook_operator_cached_objects"
 )
-
-// Names lists every metric this package defines.
-var Names = []string{
-	DeliveriesTotal, DeliveryDuration, DeliveryAttempts, PendingDeliveries, OldestPendingAgeSeconds,
-	OpenCircuits, TestDeliveriesTotal, CachedObjects,
-}
 
 const resultLabel = "result"
 
@@ -71,8 +67,39 @@ var (
 	}, []string{resultLabel})
 )
 
+// recordedCollectors are registered when the package loads; the backlog gauges wait for a Backlog
+// (RegisterBacklog).
+var recordedCollectors = []prometheus.Collector{deliveries, duration, attempts, tests}
+
+// Names lists every metric this package registers, so tests can check that the docs, alerts and
+// dashboards only use metrics that exist. It is read from the descriptions of the collectors that init
+// and RegisterBacklog register, so a new metric cannot be left out.
+var Names []string
+
 func init() {
-	crmetrics.Registry.MustRegister(deliveries, duration, attempts, tests)
+	crmetrics.Registry.MustRegister(recordedCollectors...)
+	// In init, not in Names' declaration: the backlog descriptions must be initialized first.
+	Names = describedNames(append(recordedCollectors, &backlogCollector{})...)
+}
+
+func describedNames(collectors ...prometheus.Collector) []string {
+	descs := make(chan *prometheus.Desc)
+	go func() {
+		for _, c := range collectors {
+			c.Describe(descs)
+		}
+		close(descs)
+	}()
+	var names []string
+	for d := range descs {
+		// Desc keeps its name unexported; its String form starts with it, quoted.
+		var name string
+		if _, err := fmt.Sscanf(d.String(), "Desc{fqName: %q", &name); err != nil {
+			panic(fmt.Sprintf("metrics: no name in %s: %v", d, err))
+		}
+		names = append(names, name)
+	}
+	return names
 }
 
 // Attempt results.
