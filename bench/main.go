@@ -161,9 +161,12 @@ func run(quick bool, selected map[string]bool, out string, keepLog, merge bool) 
 		r.Details["machine"] = machine
 		results = append(results, r)
 	}
-	fail := func(name string, err error) {
+	reportFailure := func(name string, err error) {
 		failed = true
 		fmt.Fprintf(os.Stderr, "bench: scenario %s failed: %v\n", name, err)
+	}
+	fail := func(name string, err error) {
+		reportFailure(name, err)
 		record(result{Scenario: name, Unit: "", Target: targets[name], Met: false,
 			Details: map[string]any{"error": err.Error()}})
 	}
@@ -202,6 +205,11 @@ func run(quick bool, selected map[string]bool, out string, keepLog, merge bool) 
 			}
 			for _, r := range rs {
 				if r.Scenario == name {
+					if r.invalid != nil {
+						reportFailure(name, r.invalid)
+						r.Met = false
+						r.Details["error"] = r.invalid.Error()
+					}
 					r.Details["wall_seconds"] = round(time.Since(begin).Seconds(), 1)
 					r.Details["load_average_before"] = load
 					record(r)

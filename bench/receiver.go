@@ -22,8 +22,10 @@ type receiver struct {
 
 	connections atomic.Int64
 	requests    atomic.Int64
-	release     chan struct{}
-	closeOnce   sync.Once
+	// held counts the requests left unanswered for heldAfter or longer, whatever the handler did with them.
+	held      atomic.Int64
+	release   chan struct{}
+	closeOnce sync.Once
 
 	mu    sync.Mutex
 	first map[string]time.Time
@@ -59,8 +61,16 @@ func startReceiver(r *receiver) (*receiver, error) {
 	return r, nil
 }
 
+// heldAfter is how long a request must stay unanswered to count as held: far longer than a fast receiver
+// takes, far shorter than the hanging endpoints' timeout.
+const heldAfter = time.Second
+
 func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	r.requests.Add(1)
+	// Counted from outside the hang below, so that a receiver that answers early, however it comes to, is
+	// seen not to hold.
+	holding := time.AfterFunc(heldAfter, func() { r.held.Add(1) })
+	defer holding.Stop()
 	body, err := io.ReadAll(req.Body)
 	if err != nil {
 		return

@@ -29,6 +29,9 @@ type result struct {
 	Target   string         `json:"target"`
 	Met      bool           `json:"met"`
 	Details  map[string]any `json:"details"`
+	// invalid, when set, says why the figure cannot be trusted (the harness, not the operator, failed): the
+	// scenario is reported as a harness failure, with its details kept for the diagnosis.
+	invalid error
 }
 
 func printTable(w io.Writer, results []result) {

@@ -27,6 +27,9 @@ type sizes struct {
 	memoryPayload     int
 	memoryCreators    int
 	memoryCheckpoints []int
+	// restartWatch is how long after the restarted manager is Ready the memory scenario checks that it
+	// neither writes nor resends.
+	restartWatch time.Duration
 	// historySmall and then historyLarge finished events (Delivered, as kept for their history) are in
 	// the cluster when a manager starts; historyCreators clients create them. historyTimeout bounds
 	// the scenario, which mostly waits for the API server to store historyLarge events.
@@ -62,6 +65,7 @@ var fullSizes = sizes{
 	memoryPayload:     2048,
 	memoryCreators:    32,
 	memoryCheckpoints: []int{1000, 2500, 5000, 7500, 10000},
+	restartWatch:      30 * time.Second,
 	historySmall:      1000,
 	historyLarge:      50000,
 	historyCreators:   32,
@@ -90,6 +94,7 @@ var quickSizes = sizes{
 	memoryPayload:     2048,
 	memoryCreators:    32,
 	memoryCheckpoints: []int{1000, 2000},
+	restartWatch:      15 * time.Second,
 	historySmall:      500,
 	historyLarge:      5000,
 	historyCreators:   32,
@@ -144,7 +149,7 @@ var targets = map[string]string{
 	scFanout:     ">= 5",
 	scWrites:     "<= 1.05",
 	scCPU:        "<= 0.8 ms",
-	scMemory:     "<= 100 MiB",
+	scMemory:     "<= 100 MiB, and no API write or resent request after a restart",
 	scHistory:    "<= 1.15",
 	scRestart:    "<= 5 s",
 	scTenants:    "<= 150 MiB, every delivery made",
