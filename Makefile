@@ -51,6 +51,17 @@ vet: ## Run go vet against code.
 test: manifests generate fmt vet setup-envtest ## Run every test against a real kube-apiserver and etcd.
 	KUBEBUILDER_ASSETS="$$($(ENVTEST_SETUP))" go test ./... -count=1 -timeout 20m
 
+# The packages whose tests run in-process without the manager binary: the race detector sees their
+# goroutines. The simulation runs RACE_SEEDS seeds under it (about 30 s a seed on 2 cores).
+RACE_PACKAGES ?= ./internal/engine ./internal/delivery ./internal/routing ./internal/payload ./internal/tracing \
+	./internal/redact ./internal/metrics ./internal/console ./pkg/... ./test/e2e
+RACE_SEEDS ?= 3
+
+.PHONY: test-race
+test-race: setup-envtest ## Run the unit packages, the engine, the e2e tests and the simulation under the race detector.
+	KUBEBUILDER_ASSETS="$$($(ENVTEST_SETUP))" go test -race $(RACE_PACKAGES) -count=1 -timeout 20m
+	go test -race ./internal/controller/ -run '^TestSimulation$$' -count=1 -timeout 30m -sim.seeds=$(RACE_SEEDS)
+
 FUZZTIME ?= 10s
 
 .PHONY: fuzz
