@@ -2,8 +2,10 @@ package delivery
 
 import (
 	"context"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -57,27 +59,71 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 }
 
+// fuzzNow is the injected clock of the fuzz targets: a whole second, as HTTP dates are.
+var fuzzNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// FuzzParseRetryAfter checks any header value against what it must mean: delay-seconds exactly (capped),
+// never a negative or fractional delay, and a parsed delay that reads the same when written back as
+// delay-seconds or as an HTTP date.
 func FuzzParseRetryAfter(f *testing.F) {
 	for _, seed := range []string{"", "0", "120", "-1", "1e3", "Sun, 01 Mar 2026 12:00:30 GMT", "Sun Mar  1 12:00:10 2026", "\x00",
-		"99999999999999999999999", "18446744073709551616", "+5", "1.5"} {
+		"99999999999999999999999", "18446744073709551616", "+5", "1.5", "Sunday, 01-Mar-26 12:01:00 GMT"} {
 		f.Add(seed)
 	}
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, value string) {
-		got, ok := ParseRetryAfter(value, now)
-		if got < 0 || got > maxRetryAfter {
-			t.Fatalf("ParseRetryAfter(%q) = %v, outside [0, %v]", value, got, maxRetryAfter)
-		}
-		if !ok && got != 0 {
-			t.Fatalf("ParseRetryAfter(%q) = %v with ok=false", value, got)
-		}
-		// delay-seconds of any length is honoured: too many seconds means the cap, never "ignore".
-		if trimmed := strings.TrimSpace(value); trimmed != "" && strings.Trim(trimmed, "0123456789") == "" {
-			if !ok {
-				t.Fatalf("ParseRetryAfter(%q) = not ok for delay-seconds", value)
+		got, ok := ParseRetryAfter(value, fuzzNow)
+		if !ok {
+			if got != 0 {
+				t.Fatalf("ParseRetryAfter(%q) = %v with ok=false", value, got)
 			}
-			if len(strings.TrimLeft(trimmed, "0")) > 20 && got != maxRetryAfter {
-				t.Fatalf("ParseRetryAfter(%q) = %v, want the cap %v", value, got, maxRetryAfter)
+			if seconds, isDelaySeconds := delaySeconds(value); isDelaySeconds {
+				t.Fatalf("ParseRetryAfter(%q) = not ok for delay-seconds %v", value, seconds)
+			}
+			return
+		}
+		if got < 0 || got > maxRetryAfter || got%time.Second != 0 {
+			t.Fatalf("ParseRetryAfter(%q) = %v, want whole seconds in [0, %v]", value, got, maxRetryAfter)
+		}
+		if want, isDelaySeconds := delaySeconds(value); isDelaySeconds && got != want {
+			t.Fatalf("ParseRetryAfter(%q) = %v, want %v", value, got, want)
+		}
+		for _, again := range []string{strconv.FormatInt(int64(got/time.Second), 10), fuzzNow.Add(got).Format(http.TimeFormat)} {
+			if reparsed, ok := ParseRetryAfter(again, fuzzNow); !ok || reparsed != got {
+				t.Fatalf("ParseRetryAfter(%q) = %v, but its rewrite %q parses to %v, %v", value, got, again, reparsed, ok)
+			}
+		}
+	})
+}
+
+// delaySeconds is the reference reading of a delay-seconds value (1*DIGIT, of any length, capped),
+// computed with big integers rather than the parser's overflow handling.
+func delaySeconds(value string) (time.Duration, bool) {
+	trimmed := strings.TrimSpace(value)
+	if trimmed == "" || strings.Trim(trimmed, "0123456789") != "" {
+		return 0, false
+	}
+	seconds, _ := new(big.Int).SetString(trimmed, 10)
+	if seconds.Cmp(big.NewInt(int64(maxRetryAfter/time.Second))) > 0 {
+		return maxRetryAfter, true
+	}
+	return time.Duration(seconds.Int64()) * time.Second, true
+}
+
+// FuzzParseRetryAfterDate writes a date some seconds from now in each HTTP-date form a receiver may send
+// and checks that it parses to exactly that delay: 0 for the past, the cap for the far future.
+func FuzzParseRetryAfterDate(f *testing.F) {
+	for _, seed := range []int64{0, 1, 30, -1, -3600, 86400, 86401, -86401} {
+		f.Add(seed)
+	}
+	// Within 40 years of fuzzNow, so RFC 850's two-digit year reads back as the same year.
+	const bound = 40 * 365 * 24 * 3600
+	f.Fuzz(func(t *testing.T, offsetSeconds int64) {
+		offset := time.Duration(offsetSeconds%bound) * time.Second
+		want := min(max(offset, 0), maxRetryAfter)
+		for _, layout := range []string{http.TimeFormat, "Monday, 02-Jan-06 15:04:05 GMT", time.ANSIC} {
+			value := fuzzNow.Add(offset).Format(layout)
+			if got, ok := ParseRetryAfter(value, fuzzNow); !ok || got != want {
+				t.Fatalf("ParseRetryAfter(%q) = %v, %v; want %v (%v from now)", value, got, ok, want, offset)
 			}
 		}
 	})
