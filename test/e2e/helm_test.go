@@ -677,16 +677,30 @@ func TestHelmChartLint(t *testing.T) {
 // TestHelmChartClusterRoleMatchesGeneratedRBAC compares the rules of the chart's manager ClusterRole with
 // config/rbac/role.yaml, which controller-gen generates from the code markers, so they cannot drift.
 func TestHelmChartClusterRoleMatchesGeneratedRBAC(t *testing.T) {
+	expectChartRulesMatchConfig(t, "ClusterRole", "-manager-role", "role.yaml", "run make helm-chart")
+}
+
+// TestHelmChartLeaderElectionRoleMatchesConfig compares the rules of the chart's leader-election Role,
+// which the chart's template spells out, with config/rbac/leader_election_role.yaml.
+func TestHelmChartLeaderElectionRoleMatchesConfig(t *testing.T) {
+	expectChartRulesMatchConfig(t, "Role", "-leader-election-role", "leader_election_role.yaml",
+		"edit dist/chart/templates/leader-election-rbac.yaml")
+}
+
+// expectChartRulesMatchConfig renders dist/chart with its default values and checks that the object of
+// the kind whose name ends in nameSuffix has the rules of config/rbac/configFile.
+func expectChartRulesMatchConfig(t *testing.T, kind, nameSuffix, configFile, fix string) {
+	t.Helper()
 	g := NewWithT(t)
 	objects, err := renderChart(t, nil)
 	g.Expect(err).NotTo(HaveOccurred())
-	role := findObject(objects, "ClusterRole", "-manager-role")
-	g.Expect(role).NotTo(BeNil())
-	generated := readYAMLDocs(t, mustRead(t, repoPath(t, "config", "rbac", "role.yaml")))
-	g.Expect(generated).To(HaveLen(1))
-	g.Expect(generated[0]["rules"]).NotTo(BeEmpty())
-	g.Expect(role.Object["rules"]).To(Equal(generated[0]["rules"]),
-		"dist/chart's manager ClusterRole differs from config/rbac/role.yaml: run make helm-chart")
+	role := findObject(objects, kind, nameSuffix)
+	g.Expect(role).NotTo(BeNil(), "dist/chart renders no %s named *%s", kind, nameSuffix)
+	config := readYAMLDocs(t, mustRead(t, repoPath(t, "config", "rbac", configFile)))
+	g.Expect(config).To(HaveLen(1))
+	g.Expect(config[0]["rules"]).NotTo(BeEmpty())
+	g.Expect(role.Object["rules"]).To(Equal(config[0]["rules"]),
+		"dist/chart's %s %s differs from config/rbac/%s: %s", kind, role.GetName(), configFile, fix)
 }
 
 // TestHelmChartCopiesMatchConfig checks that the files `make helm-chart` copies into dist/chart are the

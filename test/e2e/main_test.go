@@ -141,6 +141,13 @@ func (r *countingReceiver) counts() map[string]int {
 	return out
 }
 
+// rejectedCount is how many requests failed signature verification.
+func (r *countingReceiver) rejectedCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rejected
+}
+
 // setupTenant creates a namespace with a signing Secret and one endpoint pointing at url.
 func setupTenant(t *testing.T, ns, secret, url string) {
 	t.Helper()

@@ -21,7 +21,7 @@ func TestManagerBinaryDeliversWithGeneratedRBAC(t *testing.T) {
 	delivered := waitAllDelivered(t, ns, time.Minute)
 	g.Expect(delivered).To(HaveLen(3))
 	g.Expect(recv.counts()).To(HaveLen(3))
-	g.Expect(recv.rejected).To(BeZero())
+	g.Expect(recv.rejectedCount()).To(BeZero())
 
 	// A graceful stop exits 0; the log shows the generated RBAC was enough and no secret leaked.
 	g.Expect(manager.Stop(30 * time.Second)).To(Succeed())
