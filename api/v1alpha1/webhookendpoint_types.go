@@ -81,6 +81,14 @@ type WebhookEndpointSpec struct {
 	// +kubebuilder:validation:Maximum=256
 	MaxInFlight int32 `json:"maxInFlight,omitempty"`
 
+	// RateLimit bounds the rate of requests to this endpoint, for receivers behind a gateway with a
+	// request quota. Attempts above the rate wait in the operator and are not counted as attempts. Unset
+	// means no limit: only maxInFlight bounds the endpoint. Independently of it, a 429 or 503 response
+	// with Retry-After pauses every delivery to the endpoint for that long (at most
+	// retry.maxInterval), not only the delivery that received it.
+	// +optional
+	RateLimit *RateLimit `json:"rateLimit,omitempty"`
+
 	// CircuitBreaker pauses attempts to an endpoint that keeps failing.
 	// +optional
 	CircuitBreaker *CircuitBreakerPolicy `json:"circuitBreaker,omitempty"`
@@ -93,6 +101,25 @@ type WebhookEndpointSpec struct {
 	// to skip certificate verification.
 	// +optional
 	TLS *EndpointTLS `json:"tls,omitempty"`
+}
+
+// RateLimit is a token bucket: it holds up to burst requests and refills at requestsPerSecond, and
+// every request takes one. After a quiet period a burst of requests goes out at once; under sustained
+// load the endpoint receives requestsPerSecond.
+type RateLimit struct {
+	// RequestsPerSecond is the sustained rate, a whole number of requests per second, as the quotas of
+	// API gateways and the rate limits of other webhook platforms are expressed.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	RequestsPerSecond int32 `json:"requestsPerSecond"`
+
+	// Burst is how many requests may go out at once above the sustained rate after a quiet period.
+	// Unset means requestsPerSecond: at most one second's worth of requests at once.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	Burst int32 `json:"burst,omitempty"`
 }
 
 // SignatureScheme names a request signing scheme.
@@ -347,6 +374,19 @@ func (in *WebhookEndpoint) GetMaxInFlight() int {
 		return DefaultMaxInFlight
 	}
 	return int(in.Spec.MaxInFlight)
+}
+
+// GetRateLimit returns the endpoint's rate limit with the burst defaulted; limited is false when there
+// is none.
+func (in *WebhookEndpoint) GetRateLimit() (requestsPerSecond, burst int, limited bool) {
+	rl := in.Spec.RateLimit
+	if rl == nil || rl.RequestsPerSecond <= 0 {
+		return 0, 0, false
+	}
+	if rl.Burst <= 0 {
+		return int(rl.RequestsPerSecond), int(rl.RequestsPerSecond), true
+	}
+	return int(rl.RequestsPerSecond), int(rl.Burst), true
 }
 
 // GetFailureThreshold returns the consecutive failures that open the circuit, defaulted.
