@@ -56,6 +56,12 @@ func TestStandardWebhooksReferenceLibrary(t *testing.T) {
 	unicode := `{"event":"document.ready","documentId":"doc_<&>é","note":"日本語 ✓"}`
 	rotation := sign("whd_rotation", json1, current, previous)
 	tampered := sign("whd_tampered", json1, current)
+	stale, err := signature.SignHeaders(signature.SchemeStandardWebhooks, "whd_stale", now.Add(-10*time.Minute), []byte(json1), current)
+	if err != nil {
+		t.Fatalf("SignHeaders: %v", err)
+	}
+	unsigned := flat(sign("whd_unsigned", json1, current))
+	delete(unsigned, http.CanonicalHeaderKey(signature.StandardHeaderSignature))
 
 	type line struct {
 		Secret  string            `json:"secret"`
@@ -63,21 +69,33 @@ func TestStandardWebhooksReferenceLibrary(t *testing.T) {
 		Headers map[string]string `json:"headers"`
 		Body    string            `json:"body"`
 	}
+	// The lines verify.js prints: the library's messages, so that a rejection is only accepted for the
+	// reason a case is about.
+	const (
+		verified          = "ok"
+		signatureMismatch = "error: No matching signature found"
+		timestampTooOld   = "error: Message timestamp too old"
+		missingHeaders    = "error: Missing required headers"
+	)
 	tests := []struct {
-		name   string
-		line   line
-		wantOK bool
+		name string
+		line line
+		want string
 	}{
-		{"one whsec_ key", line{Secret: string(current), Headers: flat(sign("msg_1", json1, current)), Body: json1}, true},
-		{"UTF-8 and HTML characters in body", line{Secret: string(current), Headers: flat(sign("msg_2", unicode, current)), Body: unicode}, true},
-		{"empty body", line{Secret: string(current), Headers: flat(sign("msg_3", "", current)), Body: ""}, true},
-		{"pretty-printed body", line{Secret: string(previous), Headers: flat(sign("msg_4", "{\n  \"a\": 1\n}\n", previous)), Body: "{\n  \"a\": 1\n}\n"}, true},
-		{"rotation header, current key", line{Secret: string(current), Headers: flat(rotation), Body: json1}, true},
-		{"rotation header, previous key", line{Secret: string(previous), Headers: flat(rotation), Body: json1}, true},
-		{"raw (unprefixed) secret", line{Secret: "raw-secret-0123456789abcdef", Format: "raw", Headers: flat(sign("msg_5", json1, []byte("raw-secret-0123456789abcdef"))), Body: json1}, true},
-		{"unknown version before v1", line{Secret: string(current), Headers: prefixSig(sign("msg_6", json1, current), "v2,AAAA v1a,BBBB "), Body: json1}, true},
-		{"tampered body", line{Secret: string(current), Headers: flat(tampered), Body: strings.Replace(json1, "doc_1", "doc_2", 1)}, false},
-		{"rotation header, third key", line{Secret: string(third), Headers: flat(rotation), Body: json1}, false},
+		{"one whsec_ key", line{Secret: string(current), Headers: flat(sign("msg_1", json1, current)), Body: json1}, verified},
+		{"UTF-8 and HTML characters in body", line{Secret: string(current), Headers: flat(sign("msg_2", unicode, current)), Body: unicode}, verified},
+		{"empty body", line{Secret: string(current), Headers: flat(sign("msg_3", "", current)), Body: ""}, verified},
+		{"pretty-printed body", line{Secret: string(previous), Headers: flat(sign("msg_4", "{\n  \"a\": 1\n}\n", previous)), Body: "{\n  \"a\": 1\n}\n"}, verified},
+		{"body that is not JSON", line{Secret: string(current), Headers: flat(sign("msg_7", "a=1&b=2", current)), Body: "a=1&b=2"}, verified},
+		{"rotation header, current key", line{Secret: string(current), Headers: flat(rotation), Body: json1}, verified},
+		{"rotation header, previous key", line{Secret: string(previous), Headers: flat(rotation), Body: json1}, verified},
+		{"raw (unprefixed) secret", line{Secret: "raw-secret-0123456789abcdef", Format: "raw", Headers: flat(sign("msg_5", json1, []byte("raw-secret-0123456789abcdef"))), Body: json1}, verified},
+		{"unknown version before v1", line{Secret: string(current), Headers: prefixSig(sign("msg_6", json1, current), "v2,AAAA v1a,BBBB "), Body: json1}, verified},
+		{"tampered body", line{Secret: string(current), Headers: flat(tampered), Body: strings.Replace(json1, "doc_1", "doc_2", 1)}, signatureMismatch},
+		{"rotation header, third key", line{Secret: string(third), Headers: flat(rotation), Body: json1}, signatureMismatch},
+		// Rejections for other reasons, which the two cases above must not be mistaken for.
+		{"timestamp outside the tolerance", line{Secret: string(current), Headers: flat(stale), Body: json1}, timestampTooOld},
+		{"no signature header", line{Secret: string(current), Headers: unsigned, Body: json1}, missingHeaders},
 	}
 
 	var in bytes.Buffer
@@ -104,11 +122,8 @@ func TestStandardWebhooksReferenceLibrary(t *testing.T) {
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.wantOK && got[i] != "ok" {
-				t.Fatalf("reference library rejected SignHeaders output: %s\nheaders: %v", got[i], tc.line.Headers)
-			}
-			if !tc.wantOK && !strings.HasPrefix(got[i], "error: ") {
-				t.Fatalf("reference library accepted a request it should reject: %q", got[i])
+			if got[i] != tc.want {
+				t.Fatalf("reference library: %q, want %q\nheaders: %v", got[i], tc.want, tc.line.Headers)
 			}
 			t.Logf("reference library: %s", got[i])
 		})
