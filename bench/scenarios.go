@@ -877,10 +877,9 @@ func (h *harness) memory(ctx context.Context) (result, error) {
 			"writes_after_restart_by_method": quiet.writesByMethod,
 			"restart_watch": fmt.Sprintf("from the restarted process's start until %s after it marked the endpoint Ready, "+
 				"polled every %s", h.sizes.restartWatch, restartPoll),
-			"restart_first_resend_seconds_after_ready": quiet.firstResend,
-			"restart_first_write_seconds_after_ready":  quiet.firstWrite,
-			"restart_quiet_met":                        quietMet,
-			"peak_growth_mib_per_1000_events":          round(growth, 2),
+			"restart_first_seen_seconds_after_ready": quiet.firstSeen,
+			"restart_quiet_met":                      quietMet,
+			"peak_growth_mib_per_1000_events":        round(growth, 2),
 			keyMeasured: "VmHWM (peak) and VmRSS of the manager process from /proc/<pid>/status, Go heap from its metrics; " +
 				"every event in the cluster is Delivered at each checkpoint",
 		},
@@ -897,14 +896,14 @@ type restartActivity struct {
 	resent         int64
 	writes         float64
 	writesByMethod map[string]float64
-	// firstResend and firstWrite are the seconds after Ready of the poll that first saw one; nil: none.
-	firstResend, firstWrite *float64
+	// firstSeen has, for "resend" and "write", the seconds after Ready of the poll that first saw one.
+	firstSeen map[string]float64
 }
 
 // watchRestart follows a manager process that has just marked its endpoints Ready for window, and
 // returns the requests r received beyond sentBefore and the API writes the process made since it started.
 func watchRestart(ctx context.Context, m *manager, r *receiver, sentBefore int64, window time.Duration) (restartActivity, error) {
-	var a restartActivity
+	a := restartActivity{firstSeen: map[string]float64{}}
 	ready := time.Now()
 	tick := time.NewTicker(restartPoll)
 	defer tick.Stop()
@@ -917,12 +916,10 @@ func watchRestart(ctx context.Context, m *manager, r *receiver, sentBefore int64
 		a.writes, a.writesByMethod = writeDelta(nil, requests)
 		a.resent = r.requests.Load() - sentBefore
 		elapsed := time.Since(ready)
-		after := round(elapsed.Seconds(), 1)
-		if a.resent > 0 && a.firstResend == nil {
-			a.firstResend = &after
-		}
-		if a.writes > 0 && a.firstWrite == nil {
-			a.firstWrite = &after
+		for what, seen := range map[string]bool{"resend": a.resent > 0, "write": a.writes > 0} {
+			if _, dated := a.firstSeen[what]; seen && !dated {
+				a.firstSeen[what] = round(elapsed.Seconds(), 1)
+			}
 		}
 		if elapsed >= window {
 			return a, nil
