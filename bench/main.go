@@ -8,7 +8,9 @@
 // bench/results/latest.json.
 //
 // The targets are reported, not asserted: the program exits 0 when a target is missed and non-zero only
-// when the harness itself fails (for example, events that are never delivered within a generous timeout).
+// when the harness itself fails (for example, events that are never delivered within a generous timeout)
+// or a figure cannot be what it is named after (fewer API writes than Delivered events, hanging endpoints
+// that held no request).
 //
 //	go run ./bench            # full sizes (make bench)
 //	go run ./bench --quick    # CI smoke sizes, each scenario well under 2 minutes (make bench-quick)
