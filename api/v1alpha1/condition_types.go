@@ -180,6 +180,16 @@ const (
 	RedeliverScopeFailed = "failed"
 )
 
+// The Namespace label with which a cluster administrator lets a namespace's endpoints reach private
+// addresses (--private-cidrs: RFC 1918, carrier-grade NAT, IPv6 unique-local by default), which the
+// operator refuses otherwise. Tenants cannot label their own Namespace under normal RBAC.
+const (
+	// PrivateEgressLabel is the label key.
+	PrivateEgressLabel = "webhooks.1flow.io/private-egress"
+	// PrivateEgressAllowed is the value that allows private egress.
+	PrivateEgressAllowed = "allowed"
+)
+
 // Annotations that carry the W3C Trace Context of the pipeline that created a DocumentEvent: its
 // deliveries are traced under that span, and receivers get it in the traceparent header.
 const (

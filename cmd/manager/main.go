@@ -57,6 +57,7 @@ func main() {
 		blockedCIDRs            string
 		allowedCIDRs            string
 		blockPrivateNetworks    bool
+		privateCIDRs            string
 		requireHTTPS            bool
 		watchNamespaces         string
 		watchLabelSelector      string
@@ -100,10 +101,13 @@ func main() {
 		"Comma-separated CIDRs the operator never connects to, checked against the resolved IP at dial time. "+
 			"The default covers loopback, link-local (cloud metadata such as 169.254.169.254), 0.0.0.0/8 and their IPv6 forms.")
 	flag.StringVar(&allowedCIDRs, "allowed-cidrs", "",
-		"Comma-separated CIDRs that are allowed even when --blocked-cidrs or --block-private-networks covers them.")
-	flag.BoolVar(&blockPrivateNetworks, "block-private-networks", false,
-		"Also block RFC 1918, carrier-grade NAT and IPv6 unique-local addresses. Off by default because "+
-			"in-cluster receivers are common; turn it on when every receiver is on the internet.")
+		"Comma-separated CIDRs that are allowed for every namespace, even when --blocked-cidrs or --private-cidrs covers them.")
+	flag.BoolVar(&blockPrivateNetworks, "block-private-networks", true,
+		"Refuse the --private-cidrs ranges, except for endpoints in namespaces labelled "+
+			webhooksv1alpha1.PrivateEgressLabel+"="+webhooksv1alpha1.PrivateEgressAllowed+
+			" (a label tenants cannot set on their own namespace under normal RBAC). false allows them everywhere.")
+	flag.StringVar(&privateCIDRs, "private-cidrs", strings.Join(delivery.PrivateCIDRs, ","),
+		"Comma-separated CIDRs treated as private: RFC 1918, carrier-grade NAT and IPv6 unique-local by default.")
 	flag.BoolVar(&requireHTTPS, "require-https", false,
 		"Refuse http:// endpoint URLs (Ready=False, reason InsecureURL).")
 	flag.StringVar(&watchNamespaces, "watch-namespaces", "",
@@ -128,11 +132,13 @@ func main() {
 		os.Exit(1)
 	}
 
-	egress, err := delivery.NewEgressPolicy(splitList(blockedCIDRs), splitList(allowedCIDRs), blockPrivateNetworks)
+	egress, err := delivery.NewEgressPolicy(splitList(blockedCIDRs), splitList(allowedCIDRs), splitList(privateCIDRs),
+		blockPrivateNetworks)
 	if err != nil {
 		setupLog.Error(err, "invalid egress flags")
 		os.Exit(1)
 	}
+	egress.PrivateHint = controller.PrivateEgressHint
 
 	var tlsOpts []func(*tls.Config)
 	if !enableHTTP2 {

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -62,6 +63,12 @@ func (r *endpointResolver) Lookup(ctx context.Context, key types.NamespacedName)
 func (r *endpointResolver) gather(ctx context.Context, ep *webhooksv1alpha1.WebhookEndpoint) (*readinessInput, error) {
 	in := &readinessInput{ep: ep, requireHTTPS: r.requireHTTPS, egress: r.egress}
 	var err error
+	if in.allowPrivate, err = r.privateEgressAllowed(ctx, ep.Namespace); err != nil {
+		return nil, err
+	}
+	if in.allowPrivate {
+		in.egress = r.egress.AllowingPrivate()
+	}
 	if ref := ep.Spec.SecretRef; ref != nil {
 		if in.signing, err = r.secret(ctx, ep.Namespace, ref.Name); err != nil {
 			return nil, err
@@ -80,6 +87,24 @@ func (r *endpointResolver) gather(ctx context.Context, ep *webhooksv1alpha1.Webh
 		}
 	}
 	return in, nil
+}
+
+// privateEgressAllowed reports whether a cluster administrator labelled the namespace to reach private
+// addresses. Only the Namespace's metadata is read, from the cache, and only when private ranges are
+// refused at all.
+func (r *endpointResolver) privateEgressAllowed(ctx context.Context, namespace string) (bool, error) {
+	if r.egress == nil || len(r.egress.Private) == 0 {
+		return false, nil
+	}
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	if err := r.cached.Get(ctx, types.NamespacedName{Name: namespace}, ns); err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("read Namespace %s: %w", namespace, err)
+	}
+	return ns.Labels[webhooksv1alpha1.PrivateEgressLabel] == webhooksv1alpha1.PrivateEgressAllowed, nil
 }
 
 // secret returns the Secret's data, or nil when it does not exist.

@@ -24,7 +24,10 @@ import (
 type readinessInput struct {
 	ep           *webhooksv1alpha1.WebhookEndpoint
 	requireHTTPS bool
+	// egress is the policy for the endpoint's namespace: allowPrivate tells that its Namespace is
+	// labelled for private egress, and egress then allows the private ranges.
 	egress       *delivery.EgressPolicy
+	allowPrivate bool
 	// signing, ca and clientCert are the referenced Secrets; nil when the endpoint references none or
 	// the Secret does not exist.
 	signing, ca, clientCert *cachedSecret
@@ -221,10 +224,12 @@ func engineEndpoint(in *readinessInput) engine.Endpoint {
 		Generation: ep.Generation,
 		Readiness:  in.evaluate(),
 		Request: delivery.Request{
-			URL:     ep.Spec.URL,
-			Timeout: ep.GetTimeout(),
-			Scheme:  signature.Scheme(ep.GetSignatureScheme()),
+			URL:          ep.Spec.URL,
+			Timeout:      ep.GetTimeout(),
+			Scheme:       signature.Scheme(ep.GetSignatureScheme()),
+			AllowPrivate: in.allowPrivate,
 		},
+		AllowPrivate:        in.allowPrivate,
 		MaxInFlight:         ep.GetMaxInFlight(),
 		MaxAttempts:         ep.GetMaxAttempts(),
 		FailureThreshold:    ep.GetFailureThreshold(),

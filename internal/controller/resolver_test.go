@@ -11,7 +11,7 @@ import (
 )
 
 func TestReadinessChainSpec(t *testing.T) {
-	strict, err := delivery.NewEgressPolicy(nil, nil, true)
+	strict, err := delivery.NewEgressPolicy(nil, nil, nil, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,11 +55,11 @@ func TestReadinessChainSpec(t *testing.T) {
 // A block recorded in the Ready condition survives a restart only while the new process's egress policy
 // still refuses the address: a manager restarted with --allowed-cidrs covering it delivers at once.
 func TestARecordedBlockIsDroppedWhenThePolicyNowAllowsTheAddress(t *testing.T) {
-	defaults, err := delivery.NewEgressPolicy(nil, nil, false)
+	defaults, err := delivery.NewEgressPolicy(nil, nil, nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	loopbackAllowed, err := delivery.NewEgressPolicy(nil, []string{"127.0.0.0/8"}, false)
+	loopbackAllowed, err := delivery.NewEgressPolicy(nil, []string{"127.0.0.0/8"}, nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}

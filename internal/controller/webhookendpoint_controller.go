@@ -14,6 +14,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -39,6 +40,7 @@ type WebhookEndpointReconciler struct {
 // +kubebuilder:rbac:groups=webhooks.1flow.io,resources=webhookendpoints,verbs=get;list;watch
 // +kubebuilder:rbac:groups=webhooks.1flow.io,resources=webhookendpoints/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 
 // endpointScope is what one WebhookEndpoint reconcile works on.
 type endpointScope struct {
@@ -233,9 +235,38 @@ func (r *WebhookEndpointReconciler) SetupWithManager(mgr ctrl.Manager, shared *S
 		// Metadata only: a Secret's resourceVersion is enough to know it changed, and Secret values stay
 		// out of the cache.
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.endpointsUsingSecret)).
+		// A cluster administrator's private-egress label changes what the namespace's endpoints may
+		// reach: their readiness is looked at again, without a restart.
+		WatchesMetadata(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.endpointsInNamespace),
+			builder.WithPredicates(privateEgressLabelChanged())).
 		WatchesRawSource(wakeSource(shared.engine.EndpointWakes)).
 		Named("webhookendpoint").
 		Complete(r)
+}
+
+// PrivateEgressHint is how a refusal of a private address says it can be allowed.
+const PrivateEgressHint = "a cluster administrator can allow private addresses for this namespace with the label " +
+	webhooksv1alpha1.PrivateEgressLabel + "=" + webhooksv1alpha1.PrivateEgressAllowed
+
+func privateEgressLabelChanged() predicate.Predicate {
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		DeleteFunc:  func(event.DeleteEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return e.ObjectOld.GetLabels()[webhooksv1alpha1.PrivateEgressLabel] !=
+				e.ObjectNew.GetLabels()[webhooksv1alpha1.PrivateEgressLabel]
+		},
+	}
+}
+
+func (r *WebhookEndpointReconciler) endpointsInNamespace(ctx context.Context, ns client.Object) []reconcile.Request {
+	endpoints := &webhooksv1alpha1.WebhookEndpointList{}
+	if err := r.List(ctx, endpoints, client.InNamespace(ns.GetName())); err != nil {
+		log.FromContext(ctx).Error(err, "list WebhookEndpoints of Namespace", "namespace", ns.GetName())
+		return nil
+	}
+	return requestsFor(endpoints)
 }
 
 // secretRefIndex indexes endpoints by every Secret they reference (signing and TLS).
@@ -264,6 +295,10 @@ func (r *WebhookEndpointReconciler) endpointsUsingSecret(ctx context.Context, se
 		log.FromContext(ctx).Error(err, "list WebhookEndpoints using Secret", "secret", secret.GetName())
 		return nil
 	}
+	return requestsFor(endpoints)
+}
+
+func requestsFor(endpoints *webhooksv1alpha1.WebhookEndpointList) []reconcile.Request {
 	requests := make([]reconcile.Request, 0, len(endpoints.Items))
 	for i := range endpoints.Items {
 		requests = append(requests, reconcile.Request{NamespacedName: keyOf(&endpoints.Items[i])})

@@ -29,7 +29,10 @@ var DefaultBlockedCIDRs = []string{
 	"::ffff:0.0.0.0/104",
 }
 
-// PrivateCIDRs are blocked too when EgressPolicy.BlockPrivateNetworks is set.
+// PrivateCIDRs are the private ranges: RFC 1918, carrier-grade NAT, IPv6 unique-local, and their
+// IPv4-mapped forms (the other IPv6 forms that embed an IPv4 address are judged by that address). They
+// are refused unless the endpoint's namespace is allowed private egress (--private-cidrs replaces the
+// list; --block-private-networks=false allows them everywhere).
 var PrivateCIDRs = []string{
 	"10.0.0.0/8",
 	"172.16.0.0/12",
@@ -50,18 +53,23 @@ var ErrDestinationBlocked = errors.New("destination blocked by the operator's eg
 type EgressPolicy struct {
 	// Blocked lists the refused ranges.
 	Blocked []netip.Prefix
-	// Allowed lists ranges that are dialled even when Blocked covers them.
+	// Private lists ranges refused like Blocked, except for endpoints whose namespace is allowed
+	// private egress (AllowingPrivate).
+	Private []netip.Prefix
+	// PrivateHint tells, in the refusal of a private address, how its namespace can be allowed.
+	PrivateHint string
+	// Allowed lists ranges that are dialled even when Blocked or Private covers them.
 	Allowed []netip.Prefix
 }
 
-// NewEgressPolicy parses the flag values. blocked nil means DefaultBlockedCIDRs; blockPrivate adds
-// PrivateCIDRs.
-func NewEgressPolicy(blocked, allowed []string, blockPrivate bool) (*EgressPolicy, error) {
+// NewEgressPolicy parses the flag values. blocked nil means DefaultBlockedCIDRs and private nil
+// PrivateCIDRs; blockPrivate false allows the private ranges everywhere.
+func NewEgressPolicy(blocked, allowed, private []string, blockPrivate bool) (*EgressPolicy, error) {
 	if blocked == nil {
 		blocked = DefaultBlockedCIDRs
 	}
-	if blockPrivate {
-		blocked = append(append([]string(nil), blocked...), PrivateCIDRs...)
+	if private == nil {
+		private = PrivateCIDRs
 	}
 	p := &EgressPolicy{}
 	var err error
@@ -71,7 +79,23 @@ func NewEgressPolicy(blocked, allowed []string, blockPrivate bool) (*EgressPolic
 	if p.Allowed, err = parsePrefixes(allowed); err != nil {
 		return nil, fmt.Errorf("allowed CIDRs: %w", err)
 	}
+	if blockPrivate {
+		if p.Private, err = parsePrefixes(private); err != nil {
+			return nil, fmt.Errorf("private CIDRs: %w", err)
+		}
+	}
 	return p, nil
+}
+
+// AllowingPrivate is the policy for endpoints whose namespace is allowed private egress: the same, with
+// the private ranges open.
+func (p *EgressPolicy) AllowingPrivate() *EgressPolicy {
+	if p == nil || len(p.Private) == 0 {
+		return p
+	}
+	out := *p
+	out.Private = nil
+	return &out
 }
 
 func parsePrefixes(values []string) ([]netip.Prefix, error) {
@@ -107,16 +131,28 @@ func (p *EgressPolicy) Check(addr netip.Addr) error {
 			return nil
 		}
 	}
-	for _, blocked := range p.Blocked {
+	if err := refuse(addr, v4, form, embedded, p.Blocked, "(see --allowed-cidrs)"); err != nil {
+		return err
+	}
+	hint := "(a private range; see --allowed-cidrs)"
+	if p.PrivateHint != "" {
+		hint = "(a private range; " + p.PrivateHint + ")"
+	}
+	return refuse(addr, v4, form, embedded, p.Private, hint)
+}
+
+// refuse returns the refusal of addr, or of the IPv4 address it embeds, by the first range that covers
+// it, with hint appended.
+func refuse(addr, v4 netip.Addr, form string, embedded bool, ranges []netip.Prefix, hint string) error {
+	for _, blocked := range ranges {
 		if blocked.Contains(addr) || blocked.Contains(addr.Unmap()) {
-			return fmt.Errorf("%w: %s is in %s (see --allowed-cidrs)", ErrDestinationBlocked, addr, blocked)
+			return fmt.Errorf("%w: %s is in %s %s", ErrDestinationBlocked, addr, blocked, hint)
 		}
 	}
 	if embedded {
-		for _, blocked := range p.Blocked {
+		for _, blocked := range ranges {
 			if blocked.Contains(v4) {
-				return fmt.Errorf("%w: %s (%s form of %s) is in %s (see --allowed-cidrs)",
-					ErrDestinationBlocked, addr, form, v4, blocked)
+				return fmt.Errorf("%w: %s (%s form of %s) is in %s %s", ErrDestinationBlocked, addr, form, v4, blocked, hint)
 			}
 		}
 	}

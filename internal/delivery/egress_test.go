@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/http"
@@ -18,7 +19,7 @@ import (
 // mustEgressPolicy builds a policy or fails the test.
 func mustEgressPolicy(t testing.TB, blocked, allowed []string, blockPrivate bool) *EgressPolicy {
 	t.Helper()
-	p, err := NewEgressPolicy(blocked, allowed, blockPrivate)
+	p, err := NewEgressPolicy(blocked, allowed, nil, blockPrivate)
 	if err != nil {
 		t.Fatalf("NewEgressPolicy(%q, %q, %v): %v", blocked, allowed, blockPrivate, err)
 	}
@@ -377,7 +378,7 @@ func TestNewEgressPolicyInvalidCIDR(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := NewEgressPolicy(tc.blocked, tc.allowed, false)
+			p, err := NewEgressPolicy(tc.blocked, tc.allowed, nil, false)
 			if err == nil {
 				t.Fatalf("NewEgressPolicy = %+v, want error", p)
 			}
@@ -462,16 +463,93 @@ func countingServer(t *testing.T) (*httptest.Server, *atomic.Int32) {
 	return srv, &hits
 }
 
-// localhostResolves reports whether "localhost" resolves on this machine, and to what.
-func localhostResolves(t *testing.T) ([]netip.Addr, bool) {
+// loopbackHostName is the host name of TestSendEgressPolicy's URLs: useLoopbackDNS resolves it to the
+// loopback addresses, so the test does not depend on how the machine resolves "localhost".
+const loopbackHostName = "hook.egress.test"
+
+// useLoopbackDNS makes the default resolver, which the Sender's dialler uses, ask a DNS server of the
+// test that answers loopbackHostName with 127.0.0.1 (A) and ::1 (AAAA) and any other name with NXDOMAIN.
+func useLoopbackDNS(t *testing.T) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", "localhost")
-	if err != nil || len(addrs) == 0 {
-		return nil, false
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return addrs, true
+	t.Cleanup(func() { _ = conn.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := conn.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if answer := answerLoopbackQuery(buf[:n]); answer != nil {
+				_, _ = conn.WriteTo(answer, from)
+			}
+		}
+	}()
+	saved := net.DefaultResolver
+	net.DefaultResolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "udp", conn.LocalAddr().String())
+	}}
+	t.Cleanup(func() { net.DefaultResolver = saved })
+}
+
+// answerLoopbackQuery answers a DNS query of one question (RFC 1035 section 4), or returns nil for a
+// message it cannot read.
+func answerLoopbackQuery(query []byte) []byte {
+	const headerLen, typeA, typeAAAA, classIN, nxdomain = 12, 1, 28, 1, 3
+	if len(query) < headerLen {
+		return nil
+	}
+	end := headerLen
+	var labels []string
+	for end < len(query) && query[end] != 0 {
+		next := end + 1 + int(query[end])
+		if next > len(query) {
+			return nil
+		}
+		labels = append(labels, string(query[end+1:next]))
+		end = next
+	}
+	end += 1 + 4 // the root label, then QTYPE and QCLASS
+	if end > len(query) {
+		return nil
+	}
+	known := strings.EqualFold(strings.Join(labels, "."), loopbackHostName)
+	qtype, qclass := binary.BigEndian.Uint16(query[end-4:]), binary.BigEndian.Uint16(query[end-2:])
+	var rdata []byte
+	switch {
+	case known && qclass == classIN && qtype == typeA:
+		rdata = net.IPv4(127, 0, 0, 1).To4()
+	case known && qclass == classIN && qtype == typeAAAA:
+		rdata = net.IPv6loopback
+	}
+
+	// The query's id and question, flags QR, RD and RA, and no authority or additional records (the
+	// query's EDNS0 record is dropped).
+	msg := append([]byte(nil), query[:end]...)
+	flags := uint16(0x8180)
+	if !known {
+		flags |= nxdomain
+	}
+	binary.BigEndian.PutUint16(msg[2:], flags)
+	binary.BigEndian.PutUint16(msg[4:], 1)
+	binary.BigEndian.PutUint16(msg[6:], 0)
+	binary.BigEndian.PutUint16(msg[8:], 0)
+	binary.BigEndian.PutUint16(msg[10:], 0)
+	if rdata == nil {
+		return msg
+	}
+	binary.BigEndian.PutUint16(msg[6:], 1)
+	// The answer: the question's name by a pointer to it, TYPE, CLASS, a TTL of 60 s, RDLENGTH, the address.
+	msg = binary.BigEndian.AppendUint16(msg, 0xc000|headerLen)
+	msg = binary.BigEndian.AppendUint16(msg, qtype)
+	msg = binary.BigEndian.AppendUint16(msg, classIN)
+	msg = binary.BigEndian.AppendUint32(msg, 60)
+	msg = binary.BigEndian.AppendUint16(msg, uint16(len(rdata)))
+	return append(msg, rdata...)
 }
 
 func TestSendEgressPolicy(t *testing.T) {
@@ -483,7 +561,8 @@ func TestSendEgressPolicy(t *testing.T) {
 	if !strings.HasPrefix(u.Hostname(), "127.") {
 		t.Skipf("httptest server is on %s, not IPv4 loopback", u.Hostname())
 	}
-	localhostURL := "http://" + net.JoinHostPort("localhost", u.Port()) + "/"
+	useLoopbackDNS(t)
+	hostNameURL := "http://" + net.JoinHostPort(loopbackHostName, u.Port()) + "/"
 
 	defaultPolicy := mustEgressPolicy(t, nil, nil, false)
 	allowLoopback := mustEgressPolicy(t, nil, []string{"127.0.0.0/8"}, false)
@@ -492,7 +571,6 @@ func TestSendEgressPolicy(t *testing.T) {
 		name          string
 		policy        *EgressPolicy
 		url           string
-		viaHostName   bool
 		wantBlocked   bool
 		wantErrSubs   []string
 		wantAnyErrSub []string // at least one must be present
@@ -500,26 +578,17 @@ func TestSendEgressPolicy(t *testing.T) {
 		{name: "IP literal blocked", policy: defaultPolicy, url: srv.URL + "/hook?token=t0k3n", wantBlocked: true,
 			wantErrSubs: []string{"127.0.0.1", "127.0.0.0/8", ErrDestinationBlocked.Error()}},
 		// The URL names no IP: only a check on the resolved, dialled address can refuse it.
-		{name: "host name resolving to loopback blocked", policy: defaultPolicy, url: localhostURL, viaHostName: true, wantBlocked: true,
+		{name: "host name resolving to loopback blocked", policy: defaultPolicy, url: hostNameURL, wantBlocked: true,
 			wantErrSubs:   []string{ErrDestinationBlocked.Error()},
 			wantAnyErrSub: []string{"127.0.0.1 is in 127.0.0.0/8", "::1 is in ::1/128"}},
 		{name: "IP literal allowed by --allowed-cidrs", policy: allowLoopback, url: srv.URL},
 		// ::1 stays blocked (and nothing listens there), 127.0.0.1 is allowed: the dialler falls back to it.
-		{name: "host name allowed by --allowed-cidrs", policy: allowLoopback, url: localhostURL, viaHostName: true},
+		{name: "host name allowed by --allowed-cidrs", policy: allowLoopback, url: hostNameURL},
 		{name: "control: no policy", policy: nil, url: srv.URL},
-		{name: "control: no policy via host name", policy: nil, url: localhostURL, viaHostName: true},
+		{name: "control: no policy via host name", policy: nil, url: hostNameURL},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.viaHostName {
-				addrs, ok := localhostResolves(t)
-				if !ok {
-					t.Skip(`"localhost" does not resolve on this machine`)
-				}
-				if !slices.ContainsFunc(addrs, func(a netip.Addr) bool { return a.Unmap() == netip.MustParseAddr("127.0.0.1") }) {
-					t.Skipf(`"localhost" resolves to %v, not 127.0.0.1 where the test server listens`, addrs)
-				}
-			}
 			var opts []Option
 			if tc.policy != nil {
 				opts = append(opts, WithEgressPolicy(tc.policy))

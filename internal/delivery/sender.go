@@ -64,6 +64,10 @@ type Request struct {
 	// TraceParent and TraceState are the attempt's W3C Trace Context, sent as the traceparent and
 	// tracestate headers when set. They are not part of the signed content.
 	TraceParent, TraceState string
+	// AllowPrivate dials the egress policy's private ranges: the endpoint's namespace is allowed private
+	// egress. Such requests use connections of their own, so a connection opened for one namespace is
+	// never reused for a namespace that may not reach the address.
+	AllowPrivate bool
 }
 
 // TLSMaterial is an endpoint's TLS configuration, from its Secrets.
@@ -122,8 +126,10 @@ const (
 // with their own TLS material get a client of their own, rebuilt only when the material changes.
 type Sender struct {
 	client *http.Client
-	now    func() time.Time
-	egress *EgressPolicy
+	// privateClient serves the requests of namespaces allowed private egress.
+	privateClient *http.Client
+	now           func() time.Time
+	egress        *EgressPolicy
 
 	mu         sync.Mutex
 	tlsClients map[string]versionedClient
@@ -161,8 +167,11 @@ func NewSender(opts ...Option) *Sender {
 	}
 	if s.client == nil {
 		s.client = &http.Client{Transport: newTransport(s.egress, &tls.Config{MinVersion: tls.VersionTLS12})}
+		s.privateClient = &http.Client{Transport: newTransport(s.egress.AllowingPrivate(), &tls.Config{MinVersion: tls.VersionTLS12})}
+	} else {
+		s.privateClient = s.client
 	}
-	s.client = noRedirects(s.client)
+	s.client, s.privateClient = noRedirects(s.client), noRedirects(s.privateClient)
 	return s
 }
 
@@ -197,14 +206,22 @@ func newTransport(egress *EgressPolicy, tlsConfig *tls.Config) *http.Transport {
 	}
 }
 
-// clientFor returns the client for the request's TLS material, building it when the material is new.
-func (s *Sender) clientFor(m *TLSMaterial) (*http.Client, error) {
+// clientFor returns the client for the request's TLS material and egress, building it when the
+// material (or the namespace's private egress) is new.
+func (s *Sender) clientFor(m *TLSMaterial, allowPrivate bool) (*http.Client, error) {
 	if m == nil {
+		if allowPrivate {
+			return s.privateClient, nil
+		}
 		return s.client, nil
+	}
+	egress, version := s.egress, m.Version
+	if allowPrivate {
+		egress, version = s.egress.AllowingPrivate(), version+"/private"
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c, ok := s.tlsClients[m.Owner]; ok && c.version == m.Version {
+	if c, ok := s.tlsClients[m.Owner]; ok && c.version == version {
 		return c.client, nil
 	}
 	cfg, err := m.tlsConfig()
@@ -214,8 +231,8 @@ func (s *Sender) clientFor(m *TLSMaterial) (*http.Client, error) {
 	if old, ok := s.tlsClients[m.Owner]; ok {
 		old.client.CloseIdleConnections()
 	}
-	c := noRedirects(&http.Client{Transport: newTransport(s.egress, cfg)})
-	s.tlsClients[m.Owner] = versionedClient{version: m.Version, client: c}
+	c := noRedirects(&http.Client{Transport: newTransport(egress, cfg)})
+	s.tlsClients[m.Owner] = versionedClient{version: version, client: c}
 	return c, nil
 }
 
@@ -296,7 +313,7 @@ func (s *Sender) Send(ctx context.Context, r Request) Result {
 		}
 	}
 
-	client, err := s.clientFor(r.TLS)
+	client, err := s.clientFor(r.TLS, r.AllowPrivate)
 	if err != nil {
 		res.Error, res.Class = "invalid TLS configuration: "+err.Error(), ClassConfiguration
 		return finish()

@@ -43,9 +43,11 @@ type health struct {
 	version, flushed uint64
 	lastFlush        time.Time
 	// blockedGeneration is the endpoint generation whose destination the egress policy refused at dial
-	// time (0: none). Only a spec change, which bumps the generation, lifts it.
-	blockedGeneration int64
-	blockedMessage    string
+	// time (0: none), under blockedAllowPrivate, its namespace's private egress then. A spec change,
+	// which bumps the generation, or a change of the namespace's private egress lifts it.
+	blockedGeneration   int64
+	blockedAllowPrivate bool
+	blockedMessage      string
 }
 
 // healthLocked returns the endpoint's entry, seeded from its status the first time.
@@ -55,6 +57,7 @@ func (e *Engine) healthLocked(ep Endpoint) *health {
 		h = &health{failures: ep.ConsecutiveFailures}
 		if ep.DestinationBlocked != "" {
 			h.blockedGeneration, h.blockedMessage = ep.Generation, strings.TrimSuffix(ep.DestinationBlocked, blockedHint)
+			h.blockedAllowPrivate = ep.AllowPrivate
 		}
 		e.observeLocked(ep.Key, ep.UID)
 		if ep.FailureThreshold > 0 && h.failures >= ep.FailureThreshold {
@@ -108,8 +111,8 @@ func (e *Engine) record(ep Endpoint, event string, res delivery.Result, probe bo
 		if probe && h.circuit == circuitProbing {
 			h.circuit = circuitOpen
 		}
-		wake := h.blockedGeneration != ep.Generation
-		h.blockedGeneration, h.blockedMessage = ep.Generation, res.Error
+		wake := h.blockedGeneration != ep.Generation || h.blockedAllowPrivate != ep.AllowPrivate
+		h.blockedGeneration, h.blockedAllowPrivate, h.blockedMessage = ep.Generation, ep.AllowPrivate, res.Error
 		e.mu.Unlock()
 		if wake {
 			e.EndpointWakes.add(ep.Key)
@@ -152,21 +155,21 @@ func (e *Engine) record(ep Endpoint, event string, res delivery.Result, probe bo
 	return change
 }
 
-const blockedHint = "; deliveries wait until spec.url changes"
+const blockedHint = "; deliveries wait until spec.url or the egress policy changes"
 
 // blockedReadiness returns DestinationBlocked while the endpoint's current generation is blocked.
 func (e *Engine) blockedReadiness(ep Endpoint) Readiness {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	generation, message := int64(0), ""
+	generation, allowPrivate, message := int64(0), ep.AllowPrivate, ""
 	if h, ok := e.health[ep.UID]; ok {
-		generation, message = h.blockedGeneration, h.blockedMessage
+		generation, allowPrivate, message = h.blockedGeneration, h.blockedAllowPrivate, h.blockedMessage
 	} else if ep.DestinationBlocked != "" {
 		// Not seen yet by this process: what the status says. The entry itself is only created from
 		// a fresh lookup, when an attempt starts.
 		generation, message = ep.Generation, strings.TrimSuffix(ep.DestinationBlocked, blockedHint)
 	}
-	if generation == 0 || generation != ep.Generation {
+	if generation == 0 || generation != ep.Generation || allowPrivate != ep.AllowPrivate {
 		return ep.Readiness
 	}
 	return Readiness{Reason: webhooksv1alpha1.DestinationBlockedReason, Message: message + blockedHint}
