@@ -19,7 +19,7 @@ import (
 // mustEgressPolicy builds a policy or fails the test.
 func mustEgressPolicy(t testing.TB, blocked, allowed []string, blockPrivate bool) *EgressPolicy {
 	t.Helper()
-	p, err := NewEgressPolicy(blocked, allowed, blockPrivate)
+	p, err := NewEgressPolicy(blocked, allowed, nil, blockPrivate)
 	if err != nil {
 		t.Fatalf("NewEgressPolicy(%q, %q, %v): %v", blocked, allowed, blockPrivate, err)
 	}
@@ -378,7 +378,7 @@ func TestNewEgressPolicyInvalidCIDR(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := NewEgressPolicy(tc.blocked, tc.allowed, false)
+			p, err := NewEgressPolicy(tc.blocked, tc.allowed, nil, false)
 			if err == nil {
 				t.Fatalf("NewEgressPolicy = %+v, want error", p)
 			}
