@@ -2,6 +2,7 @@ package controller
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -65,6 +66,13 @@ func metricValue(name string, labels map[string]string) float64 {
 		}
 	}
 	return total
+}
+
+// metricChange reads a metric now and returns a function that tells how much it has changed since: the
+// registry is shared by the whole suite, so a spec asserts only what its own objects did.
+func metricChange(name string, labels map[string]string) func() float64 {
+	before := metricValue(name, labels)
+	return func() float64 { return metricValue(name, labels) - before }
 }
 
 func hasLabels(m *dto.Metric, want map[string]string) bool {
@@ -216,21 +224,40 @@ var _ = Describe("Actions, kstatus and metrics", func() {
 			return 200
 		})
 		newEndpoint(ns, "measured", recv.URL)
-		successBefore := metricValue(metrics.DeliveriesTotal, map[string]string{"result": "success", "code_class": "2xx"})
-		failureBefore := metricValue(metrics.DeliveriesTotal, map[string]string{"result": "failure", "code_class": "5xx"})
+		succeeded := metricChange(metrics.DeliveriesTotal, map[string]string{"result": "success", "code_class": "2xx"})
+		failed := metricChange(metrics.DeliveriesTotal, map[string]string{"result": "failure", "code_class": "5xx"})
+		finished := metricChange(metrics.DeliveryAttempts, map[string]string{"result": "delivered"})
 		ev := newEvent(ns, "measured")
 		Eventually(getEvent(ev)).Should(havePhase(webhooksv1alpha1.DocumentEventDelivered))
-		Expect(metricValue(metrics.DeliveriesTotal, map[string]string{"result": "success", "code_class": "2xx"})).
-			To(Equal(successBefore + 1))
-		Expect(metricValue(metrics.DeliveriesTotal, map[string]string{"result": "failure", "code_class": "5xx"})).
-			To(Equal(failureBefore + 1))
-		Expect(metricValue(metrics.DeliveryAttempts, map[string]string{"result": "delivered"})).To(BeNumerically(">=", 1))
+		Expect(succeeded()).To(Equal(1.0))
+		Expect(failed()).To(Equal(1.0))
+		Eventually(finished).Should(Equal(1.0), "one delivery finished, after its two attempts")
 
-		waiting := newEvent(ns, "backlog", func(ev *webhooksv1alpha1.DocumentEvent) {
-			ev.Spec.EndpointSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"none": "none"}}
-		})
-		Eventually(getEvent(waiting)).Should(havePhase(webhooksv1alpha1.DocumentEventPending))
-		Eventually(func() float64 { return metricValue(metrics.PendingDeliveries, nil) }).Should(BeNumerically(">=", 1))
-		Eventually(func() float64 { return metricValue(metrics.OldestPendingAgeSeconds, nil) }, 3*time.Second).Should(BeNumerically(">", 0))
+		By("creating events that no endpoint matches yet")
+		pending := metricChange(metrics.PendingDeliveries, nil)
+		cachedEvents := metricChange(metrics.CachedObjects, map[string]string{"kind": "DocumentEvent"})
+		late := map[string]string{"backlog": "late"}
+		waiting := make([]*webhooksv1alpha1.DocumentEvent, 0, 3)
+		for i := range 3 {
+			waiting = append(waiting, newEvent(ns, fmt.Sprintf("backlog-%d", i), func(ev *webhooksv1alpha1.DocumentEvent) {
+				ev.Spec.EndpointSelector = &metav1.LabelSelector{MatchLabels: late}
+			}))
+		}
+		Eventually(pending).Should(Equal(3.0))
+		Eventually(cachedEvents).Should(Equal(3.0))
+		// The oldest backlog is at least as old as this spec's first waiting event, read before the scrape.
+		Eventually(func(g Gomega) {
+			waited := time.Since(waiting[0].CreationTimestamp.Time).Seconds()
+			g.Expect(waited).To(BeNumerically(">", 1))
+			g.Expect(metricValue(metrics.OldestPendingAgeSeconds, nil)).To(BeNumerically(">=", waited))
+		}).Should(Succeed())
+
+		By("adding the endpoint they wait for")
+		newEndpoint(ns, "late", recv.URL, func(ep *webhooksv1alpha1.WebhookEndpoint) { ep.Labels = late })
+		for _, ev := range waiting {
+			Eventually(getEvent(ev)).Should(havePhase(webhooksv1alpha1.DocumentEventDelivered))
+		}
+		Eventually(pending).Should(BeZero())
+		Eventually(cachedEvents).Should(BeZero(), "delivered events leave the manager's cache")
 	})
 })

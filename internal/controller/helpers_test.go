@@ -90,6 +90,17 @@ func newNamespace() string {
 	return ns.Name
 }
 
+// secretVersionInManagerCache reads the resourceVersion of the Secret's metadata as the manager's cache
+// holds it, which is what tells the operator that a Secret changed.
+func secretVersionInManagerCache(secret *corev1.Secret) func(Gomega) string {
+	return func(g Gomega) string {
+		meta := &metav1.PartialObjectMetadata{}
+		meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		g.Expect(managerCache.Get(ctx, client.ObjectKeyFromObject(secret), meta)).To(Succeed())
+		return meta.ResourceVersion
+	}
+}
+
 func newSecret(ns, name string, data map[string]string) *corev1.Secret {
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: data}
 	Expect(k8sClient.Create(ctx, s)).To(Succeed())
