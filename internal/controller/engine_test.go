@@ -86,7 +86,7 @@ var _ = Describe("Delivery engine", func() {
 			events = append(events, newEvent(ns, "burst-"+string(rune('a'+i))))
 		}
 		for _, ev := range events {
-			Eventually(getEvent(ev), 10*time.Second).Should(havePhase(webhooksv1alpha1.DocumentEventDelivered))
+			Eventually(getEvent(ev)).Should(havePhase(webhooksv1alpha1.DocumentEventDelivered))
 		}
 		Expect(recv.total.Load()).To(Equal(int32(15)))
 		Expect(recv.peak.Load()).To(And(BeNumerically("<=", 3), BeNumerically(">=", 2)))
@@ -128,7 +128,7 @@ var _ = Describe("Delivery engine", func() {
 		Expect(d.NextAttemptTime.Sub(d.LastAttemptTime.Time)).To(BeNumerically(">=", time.Second),
 			"Retry-After: 1 beats the 10ms backoff")
 
-		Eventually(getEvent(ev), 10*time.Second).Should(havePhase(webhooksv1alpha1.DocumentEventDelivered))
+		Eventually(getEvent(ev)).Should(havePhase(webhooksv1alpha1.DocumentEventDelivered))
 		mu.Lock()
 		defer mu.Unlock()
 		Expect(arrivals).To(HaveLen(3))
@@ -175,7 +175,7 @@ var _ = Describe("Delivery engine", func() {
 		Consistently(func() int { return len(recv.received()) }, time.Second).Should(Equal(3))
 
 		for _, ev := range []*webhooksv1alpha1.DocumentEvent{first, second} {
-			Eventually(getEvent(ev), 10*time.Second).Should(havePhase(webhooksv1alpha1.DocumentEventDelivered))
+			Eventually(getEvent(ev)).Should(havePhase(webhooksv1alpha1.DocumentEventDelivered))
 		}
 		Eventually(getEndpoint(ep)).Should(And(
 			haveCondition(webhooksv1alpha1.ReadyCondition, metav1.ConditionTrue, webhooksv1alpha1.ReadyReason),
@@ -195,7 +195,7 @@ var _ = Describe("Delivery engine", func() {
 		Eventually(getEvent(kept)).Should(havePhase(webhooksv1alpha1.DocumentEventDelivered))
 		Eventually(func() error {
 			return k8sClient.Get(ctx, client.ObjectKeyFromObject(expiring), &webhooksv1alpha1.DocumentEvent{})
-		}, 10*time.Second).Should(Satisfy(apierrors.IsNotFound))
+		}).Should(Satisfy(apierrors.IsNotFound))
 		Consistently(getEvent(kept), 2*time.Second).Should(havePhase(webhooksv1alpha1.DocumentEventDelivered))
 		Expect(recv.received()).To(HaveLen(2))
 	})

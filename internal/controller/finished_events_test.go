@@ -71,7 +71,7 @@ var _ = Describe("Finished DocumentEvents", func() {
 		Eventually(inManagerCache(ev)).Should(BeFalse())
 		Eventually(func() error {
 			return k8sClient.Get(ctx, client.ObjectKeyFromObject(ev), &webhooksv1alpha1.DocumentEvent{})
-		}, 10*time.Second).Should(Satisfy(apierrors.IsNotFound))
+		}).Should(Satisfy(apierrors.IsNotFound))
 	})
 
 	It("are scheduled by the source's list at start and by its metadata watch for redeliveries, within its shard", func() {

@@ -65,7 +65,7 @@ var _ = Describe("Security", func() {
 
 		caSecret.Data = map[string][]byte{"ca.crt": ca.pem()}
 		Expect(k8sClient.Update(ctx, caSecret)).To(Succeed())
-		Eventually(getEvent(ev), 10*time.Second).Should(havePhase(webhooksv1alpha1.DocumentEventDelivered))
+		Eventually(getEvent(ev)).Should(havePhase(webhooksv1alpha1.DocumentEventDelivered))
 		Expect(served.Load()).To(Equal(int32(1)))
 	})
 
@@ -97,7 +97,7 @@ var _ = Describe("Security", func() {
 		Expect(k8sClient.Patch(ctx, ep, patch)).To(Succeed())
 		second := newEvent(ns, "with-client-cert")
 		for _, ev := range []*webhooksv1alpha1.DocumentEvent{first, second} {
-			Eventually(getEvent(ev), 10*time.Second).Should(havePhase(webhooksv1alpha1.DocumentEventDelivered))
+			Eventually(getEvent(ev)).Should(havePhase(webhooksv1alpha1.DocumentEventDelivered))
 		}
 		Expect(served.Load()).To(Equal(int32(2)))
 	})
@@ -153,7 +153,7 @@ var _ = Describe("Security", func() {
 		big := newEvent(ns, "near-limit", func(ev *webhooksv1alpha1.DocumentEvent) {
 			ev.Spec.Extraction = &webhooksv1alpha1.Extraction{Fields: jsonObject("blob", 1<<20)}
 		})
-		Eventually(getEvent(big), 15*time.Second).Should(havePhase(webhooksv1alpha1.DocumentEventDelivered))
+		Eventually(getEvent(big)).Should(havePhase(webhooksv1alpha1.DocumentEventDelivered))
 		Expect(len(recv.received()[0].body)).To(BeNumerically(">", 1<<20))
 
 		err := k8sClient.Create(ctx, eventObject(ns, "over-limit", func(ev *webhooksv1alpha1.DocumentEvent) {

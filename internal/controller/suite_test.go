@@ -40,6 +40,13 @@ var (
 
 func TestControllers(t *testing.T) {
 	RegisterFailHandler(Fail)
+	// Gomega's 1 s default is a race with the machine, not a property of the operator: CI runs this
+	// suite on two cores shared with the API server, etcd and at times the e2e package's 300-event burst.
+	// A spec whose point is a bound (a delivery that must not wait for a hanging endpoint, nothing sent
+	// while a circuit is open) passes its own timeout or Consistently duration.
+	SetDefaultEventuallyTimeout(30 * time.Second)
+	// Each poll is an API or cache read; polling every 10 ms would add load to the machine it waits on.
+	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
 	RunSpecs(t, "Controller Suite")
 }
 
