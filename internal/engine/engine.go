@@ -56,6 +56,12 @@ type Endpoint struct {
 	// AllowPrivate tells that the endpoint's namespace is allowed private egress; a refused dial is
 	// lifted when it changes.
 	AllowPrivate bool
+
+	// RateLimit bounds the rate at which the endpoint's attempts start; MaxPause caps how long a
+	// receiver's Retry-After pauses the whole endpoint (spec.retry.maxInterval, which caps the
+	// delivery's own retry too).
+	RateLimit RateLimit
+	MaxPause  time.Duration
 }
 
 // Endpoints looks an endpoint up as it is now. found is false when it does not exist; an error means the
@@ -119,7 +125,8 @@ type Outcome struct {
 type Config struct {
 	Sender    Sender
 	Endpoints Endpoints
-	// Now is the time source.
+	// Now is the time source. The waits for a rate limit are timed with the runtime's timers, so it
+	// must be the runtime's clock: time.Now, also inside a synctest bubble.
 	Now func() time.Time
 	// MaxInFlight bounds the attempts in flight across all endpoints.
 	MaxInFlight int
@@ -163,6 +170,9 @@ type Engine struct {
 	uidOf   map[types.NamespacedName]types.UID
 	tests   map[types.UID]*testRun
 	running sync.WaitGroup
+
+	// throttles holds each endpoint's rate limit and Retry-After pause once it has been looked up.
+	throttles map[types.UID]*throttle
 }
 
 type lane struct {
@@ -172,6 +182,10 @@ type lane struct {
 	running   int
 	queue     []Attempt
 	isPending bool
+	// waitingSince is when the endpoint's throttle started to hold the next attempt back, and
+	// waitingFor why, for the metric of the time waited.
+	waitingSince time.Time
+	waitingFor   string
 }
 
 // New returns an Engine.
@@ -203,6 +217,7 @@ func New(cfg Config) *Engine {
 		busy:            map[string]struct{}{},
 		mailbox:         map[types.NamespacedName][]Outcome{},
 		health:          map[types.UID]*health{},
+		throttles:       map[types.UID]*throttle{},
 		uidOf:           map[types.NamespacedName]types.UID{},
 		tests:           map[types.UID]*testRun{},
 	}
@@ -251,7 +266,7 @@ func (e *Engine) dispatchLocked() {
 				e.dropIdleLaneLocked(l)
 				continue
 			}
-			if l.running >= l.limit || e.perNamespace[l.key.Namespace] >= e.maxPerNamespace {
+			if l.running >= l.limit || e.perNamespace[l.key.Namespace] >= e.maxPerNamespace || !e.mayStartLocked(l) {
 				e.pending = append(e.pending, l)
 				continue
 			}
@@ -364,6 +379,7 @@ func (e *Engine) attempt(l *lane, a Attempt) Outcome {
 	req.TraceParent, req.TraceState = a.Trace.TraceParent, a.Trace.TraceState
 	res := e.sender.Send(e.ctx, req)
 	out.Kind, out.Result = Sent, res
+	e.pauseForRetryAfter(ep, res)
 	if !test {
 		out.Circuit = e.record(ep, a.Event.Name, res, probe)
 	}
@@ -371,12 +387,15 @@ func (e *Engine) attempt(l *lane, a Attempt) Outcome {
 }
 
 // observe notes the endpoint's current UID, releasing the state of an earlier endpoint of the same
-// name, and refreshes the lane's bound.
+// name, and refreshes the lane's bound and rate limit.
 func (e *Engine) observe(l *lane, ep Endpoint) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.observeLocked(ep.Key, ep.UID)
 	l.limit = max(ep.MaxInFlight, 1)
+	if e.learnRateLimitLocked(ep) {
+		e.dispatchLocked()
+	}
 }
 
 // ObserveEndpoint tells the engine which UID the endpoint of that name has now: the state of a deleted
@@ -408,6 +427,10 @@ func (e *Engine) ForgetEndpoint(key types.NamespacedName) {
 func (e *Engine) forgetUIDLocked(uid types.UID) {
 	delete(e.health, uid)
 	delete(e.tests, uid)
+	if t, ok := e.throttles[uid]; ok {
+		t.stopWake()
+		delete(e.throttles, uid)
+	}
 	if pools, ok := e.sender.(tlsPools); ok {
 		pools.ForgetTLS(string(uid))
 	}
@@ -481,6 +504,9 @@ func (e *Engine) Stop() []types.NamespacedName {
 		l.queue = nil
 	}
 	e.pending = nil
+	for _, t := range e.throttles {
+		t.stopWake()
+	}
 	e.mu.Unlock()
 
 	e.running.Wait()
@@ -497,7 +523,7 @@ func (e *Engine) Stop() []types.NamespacedName {
 
 // Stats counts the engine's in-memory entries; each is bounded by live objects and work in flight.
 type Stats struct {
-	Lanes, Health, Tests, Mailbox, Busy, InFlight, Endpoints int
+	Lanes, Health, Throttles, Tests, Mailbox, Busy, InFlight, Endpoints int
 }
 
 // Stats returns the current counts.
@@ -505,13 +531,13 @@ func (e *Engine) Stats() Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return Stats{
-		Lanes: len(e.lanes), Health: len(e.health), Tests: len(e.tests), Mailbox: len(e.mailbox),
+		Lanes: len(e.lanes), Health: len(e.health), Throttles: len(e.throttles), Tests: len(e.tests), Mailbox: len(e.mailbox),
 		Busy: len(e.busy), InFlight: e.inFlight, Endpoints: len(e.uidOf),
 	}
 }
 
-// KnownUIDs returns the endpoint UIDs the engine holds any state for: a name, a lane, health or a
-// test run.
+// KnownUIDs returns the endpoint UIDs the engine holds any state for: a name, a lane, health, a
+// throttle or a test run.
 func (e *Engine) KnownUIDs() []types.UID {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -523,6 +549,9 @@ func (e *Engine) KnownUIDs() []types.UID {
 		seen[uid] = true
 	}
 	for uid := range e.health {
+		seen[uid] = true
+	}
+	for uid := range e.throttles {
 		seen[uid] = true
 	}
 	for uid := range e.tests {

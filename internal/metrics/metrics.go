@@ -20,6 +20,9 @@
 //	    Endpoints whose circuit breaker is open or probing.
 //	webhook_operator_test_deliveries_total{result}
 //	    Test webhooks sent on request (the webhooks.1flow.io/test-requested-at annotation). result: success, failure.
+//	webhook_operator_rate_limit_wait_seconds_total{reason}
+//	    Seconds endpoints' next attempts waited to start, summed over endpoints. reason: rate_limit (the
+//	    endpoint's spec.rateLimit), retry_after (a receiver's Retry-After paused the endpoint).
 package metrics
 
 import (
@@ -38,6 +41,7 @@ const (
 	OldestPendingAgeSeconds = "webhook_operator_oldest_pending_delivery_age_seconds"
 	OpenCircuits            = "webhook_operator_open_circuits"
 	TestDeliveriesTotal     = "webhook_operator_test_deliveries_total"
+	RateLimitWaitSeconds    = "webhook_operator_rate_limit_wait_seconds_total"
 	CachedObjects           = "webhook_operator_cached_objects"
 )
 
@@ -65,11 +69,17 @@ var (
 		Name: TestDeliveriesTotal,
 		Help: "Test webhooks sent on request, by result (success, failure).",
 	}, []string{resultLabel})
+
+	rateLimitWait = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: RateLimitWaitSeconds,
+		Help: "Seconds endpoints' next attempts waited to start, summed over endpoints, by reason: " +
+			"rate_limit (spec.rateLimit) or retry_after (a receiver's Retry-After paused the endpoint).",
+	}, []string{"reason"})
 )
 
 // recordedCollectors are registered when the package loads; the backlog gauges wait for a Backlog
 // (RegisterBacklog).
-var recordedCollectors = []prometheus.Collector{deliveries, duration, attempts, tests}
+var recordedCollectors = []prometheus.Collector{deliveries, duration, attempts, tests, rateLimitWait}
 
 // Names lists every metric this package registers, so tests can check that the docs, alerts and
 // dashboards only use metrics that exist. It is read from the descriptions of the collectors that init
@@ -131,6 +141,18 @@ func RecordTest(success bool) {
 		result = ResultSuccess
 	}
 	tests.WithLabelValues(result).Inc()
+}
+
+// Reasons an endpoint's attempts wait to start.
+const (
+	WaitRateLimit  = "rate_limit"
+	WaitRetryAfter = "retry_after"
+)
+
+// AddRateLimitWait counts seconds an endpoint's next attempt waited for reason (WaitRateLimit,
+// WaitRetryAfter).
+func AddRateLimitWait(reason string, seconds float64) {
+	rateLimitWait.WithLabelValues(reason).Add(seconds)
 }
 
 // codeClasses are the class labels of statuses 100 to 599, constants so that counting an attempt

@@ -31,6 +31,7 @@ func TestNamesAreTheServedMetrics(t *testing.T) {
 	RecordAttempt(ResultSuccess, 200, 0.01)
 	RecordFinished(true, 1)
 	RecordTest(true)
+	AddRateLimitWait(WaitRateLimit, 1)
 	if err := RegisterBacklog(fixedBacklog{}); err != nil {
 		t.Fatal(err)
 	}
