@@ -294,7 +294,7 @@ func TestHelmChartRendersAndPassesServerSideDryRun(t *testing.T) {
 		g.Expect(*deployment.Spec.Replicas).To(BeEquivalentTo(1))
 		g.Expect(container.Args).To(ContainElements(
 			"--leader-elect", "--health-probe-bind-address=:8081", "--metrics-bind-address=:8443",
-			"--metrics-secure=true", "--max-in-flight=512", "--block-private-networks=false", "--require-https=false"))
+			"--metrics-secure=true", "--max-in-flight=512", "--block-private-networks=true", "--require-https=false"))
 		g.Expect(container.Args).NotTo(ContainElement(HavePrefix("--watch-namespaces")))
 		g.Expect(container.Args).NotTo(ContainElement(HavePrefix("--blocked-cidrs")))
 		// Not sharded: the manager serves every object and uses the default Lease.
@@ -378,8 +378,9 @@ func TestHelmChartRendersAndPassesServerSideDryRun(t *testing.T) {
 		custom, err := chartutil.ReadValues([]byte(`
 watchNamespaces: [a, b]
 egress:
-  blockPrivateNetworks: true
+  blockPrivateNetworks: false
   allowedCIDRs: [10.20.0.0/16]
+  privateCIDRs: [10.0.0.0/8]
 prometheusRule:
   enabled: true
 requireHTTPS: true
@@ -400,9 +401,10 @@ image:
 		deployment := checkManagerDeployment(t, g, objects)
 		container := deployment.Spec.Template.Spec.Containers[0]
 		g.Expect(container.Args).To(ContainElements(
-			"--leader-elect", "--watch-namespaces=a,b", "--block-private-networks=true", "--allowed-cidrs=10.20.0.0/16",
+			"--leader-elect", "--watch-namespaces=a,b", "--block-private-networks=false", "--allowed-cidrs=10.20.0.0/16",
+			"--private-cidrs=10.0.0.0/8",
 			"--require-https=true", "--max-in-flight=1000000", "--default-ttl-after-finished=168h"))
-		g.Expect(container.Args).NotTo(ContainElement("--block-private-networks=false"))
+		g.Expect(container.Args).NotTo(ContainElement("--block-private-networks=true"))
 		g.Expect(container.Image).To(Equal(image["repository"].(string) + ":v9.9.9"))
 		g.Expect(container.ImagePullPolicy).To(Equal(corev1.PullAlways))
 		g.Expect(*deployment.Spec.Replicas).To(BeEquivalentTo(2))

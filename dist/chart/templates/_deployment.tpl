@@ -85,6 +85,9 @@ spec:
         - --allowed-cidrs={{ join "," . }}
         {{- end }}
         - --block-private-networks={{ $values.egress.blockPrivateNetworks }}
+        {{- with $values.egress.privateCIDRs }}
+        - --private-cidrs={{ join "," . }}
+        {{- end }}
         - --require-https={{ $values.requireHTTPS }}
         {{- with $values.defaultTTLAfterFinished }}
         - --default-ttl-after-finished={{ . }}
