@@ -51,8 +51,15 @@ type receiver struct {
 }
 
 func newReceiver(respond func(n int) int) *receiver {
+	return newReceiverOn("127.0.0.1:0", respond)
+}
+
+// newReceiverOn listens on address, for example 127.0.0.3:0, which the suite declares private.
+func newReceiverOn(address string, respond func(n int) int) *receiver {
+	listener, err := net.Listen("tcp", address)
+	Expect(err).NotTo(HaveOccurred())
 	r := &receiver{respond: respond, release: make(chan struct{})}
-	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	r.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
 		n := int(r.count.Add(1)) - 1
 		r.mu.Lock()
@@ -69,6 +76,8 @@ func newReceiver(respond func(n int) int) *receiver {
 		w.WriteHeader(code)
 		_, _ = fmt.Fprintf(w, `{"received": %t}`, code < 300)
 	}))
+	r.Listener = listener
+	r.Start()
 	DeferCleanup(func() {
 		close(r.release)
 		r.Close()

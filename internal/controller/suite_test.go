@@ -80,8 +80,13 @@ var _ = BeforeSuite(func() {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	managerCache = mgr.GetCache()
+	// Only loopback is ours on these machines: 127.0.0.3 stands for a private address.
+	egress, err := delivery.NewEgressPolicy([]string{}, nil, []string{privateTestAddress + "/32"}, true)
+	Expect(err).NotTo(HaveOccurred())
+	egress.PrivateHint = PrivateEgressHint
 	shared, err := NewShared(mgr, Options{
-		Sender:              delivery.NewSender(),
+		Sender:              delivery.NewSender(delivery.WithEgressPolicy(egress)),
+		Egress:              egress,
 		MaxInFlight:         64,
 		StatusFlushInterval: 200 * time.Millisecond,
 		Traces:              tracing.NewRecorder(tracing.NewTracerProvider(sdktrace.WithSpanProcessor(spans))),
