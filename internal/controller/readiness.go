@@ -235,6 +235,10 @@ func engineEndpoint(in *readinessInput) engine.Endpoint {
 		FailureThreshold:    ep.GetFailureThreshold(),
 		Cooldown:            ep.GetCooldown(),
 		ConsecutiveFailures: ep.Status.ConsecutiveFailures,
+		MaxPause:            ep.GetMaxInterval(),
+	}
+	if perSecond, burst, limited := ep.GetRateLimit(); limited {
+		out.RateLimit = engine.RateLimit{PerSecond: perSecond, Burst: burst}
 	}
 	// A destination refused at dial time is only known from an attempt; the Ready condition keeps it
 	// across a restart, unless this process's egress policy allows the address it names (the manager was
