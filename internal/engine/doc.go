@@ -45,9 +45,19 @@
 // probe that somehow never reports (it cannot, but the cost of being wrong is an endpoint that never
 // recovers) is superseded once twice its timeout has passed.
 //
+// # One endpoint's rate
+//
+// An attempt leaves its lane only when the endpoint's throttle lets it: a token bucket for
+// spec.rateLimit, and a pause until the time a receiver's 429 or 503 asked for with Retry-After (capped
+// by spec.retry.maxInterval), which holds back every attempt to the endpoint, not only the one that
+// received it. An attempt held back stays queued: it takes no in-flight slot, ends in no Outcome and is
+// not counted, and a timer dispatches the lane again when it may go. The rate limit is learnt from the
+// lookup, so a lane whose endpoint has not been looked up yet starts a single attempt first.
+//
 // # Lifetime
 //
 // State is keyed by the endpoint's UID, created on first use and released when the endpoint is deleted
 // or recreated under the same name (ForgetEndpoint, or a Lookup that returns a new UID): lanes, health,
-// test runs and the Sender's TLS pool. A recreated endpoint starts with a closed circuit and no failures.
+// throttles, test runs and the Sender's TLS pool. A throttle outlives the lanes, which are released
+// whenever they run empty, so that deliveries arriving one by one cannot refill the bucket. A recreated endpoint starts with a closed circuit and no failures.
 package engine
