@@ -140,6 +140,16 @@ type simManager struct {
 	spawned   []func()
 	// stopping is set when graceful shutdown began: no attempt may start after it.
 	stopping bool
+	// gone is set when the process ended (crash, restart, end of the run): what it would still start
+	// never runs. The engine's timers (rate limits) may ask from their own goroutines, hence the lock.
+	gone bool
+}
+
+// end marks the manager's process as gone.
+func (m *simManager) end() {
+	m.spawnMu.Lock()
+	m.gone = true
+	m.spawnMu.Unlock()
 }
 
 func newSimulation(t *testing.T, seed uint64) *simulation {
@@ -170,6 +180,9 @@ func newSimulation(t *testing.T, seed uint64) *simulation {
 
 // start runs a new manager incarnation: a fresh engine, and a cache that lists everything anew.
 func (sim *simulation) start() {
+	if sim.mgr != nil {
+		sim.mgr.end()
+	}
 	sim.incarnation++
 	incarnation := sim.incarnation
 	mgr := &simManager{}
@@ -184,15 +197,15 @@ func (sim *simulation) start() {
 	mgr.shared.engine = engine.New(engine.Config{
 		Sender: sim.recv, Endpoints: mgr.shared.resolver, Now: time.Now, MaxInFlight: 6, MaxInFlightPerNamespace: 4,
 		Go: func(attempt func()) {
-			if sim.incarnation != incarnation {
-				return // the process that would run it is gone
-			}
 			mgr.spawnMu.Lock()
+			defer mgr.spawnMu.Unlock()
+			if mgr.gone {
+				return
+			}
 			if mgr.stopping {
 				sim.violation("an attempt started after graceful shutdown began")
 			}
 			mgr.spawned = append(mgr.spawned, attempt)
-			mgr.spawnMu.Unlock()
 		},
 	})
 	mgr.events = &DocumentEventReconciler{Client: cached, APIReader: live, Recorder: &events.FakeRecorder{},
@@ -861,7 +874,8 @@ func deliverySummary(ev *webhooksv1alpha1.DocumentEvent) string {
 
 // finish completes what is still in flight so that the bubble can end.
 func (sim *simulation) finish() {
-	sim.incarnation++ // no new attempts
+	sim.mgr.end() // no new attempts
+	sim.incarnation++
 	for sim.recv.completeNext() {
 		synctest.Wait()
 	}
