@@ -59,9 +59,6 @@ func EventTrace(eventUID, traceparent, tracestate string) (Trace, error) {
 	return Trace{parent: parent, id: parent.TraceID()}, nil
 }
 
-// TraceID is the trace's id.
-func (t Trace) TraceID() trace.TraceID { return t.id }
-
 // deliverySpan is the span context of the delivery: the parent of its attempts.
 func (t Trace) deliverySpan(deliveryID string) trace.SpanContext {
 	return trace.NewSpanContext(trace.SpanContextConfig{

@@ -30,7 +30,7 @@ func TestEventTrace(t *testing.T) {
 			if tc.wantErr != errors.Is(err, ErrInvalidTraceContext) {
 				t.Fatalf("err = %v, want invalid: %v", err, tc.wantErr)
 			}
-			if got := tr.TraceID().String(); got != tc.wantTrace {
+			if got := tr.id.String(); got != tc.wantTrace {
 				t.Fatalf("trace id %s, want %s", got, tc.wantTrace)
 			}
 		})
