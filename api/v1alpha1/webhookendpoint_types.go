@@ -256,6 +256,12 @@ type WebhookEndpointStatus struct {
 	// +optional
 	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`
 
+	// RetryAfterUntil is the end of the latest pause the receiver asked for with Retry-After on a 429
+	// or 503 answer (capped by spec.retry.maxInterval): no delivery starts before it, also after the
+	// operator restarts or another replica takes over.
+	// +optional
+	RetryAfterUntil *metav1.Time `json:"retryAfterUntil,omitempty"`
+
 	// LastTest is the result of the most recent test webhook (the webhooks.1flow.io/test-requested-at
 	// annotation).
 	// +optional

@@ -572,6 +572,10 @@ func (in *WebhookEndpointStatus) DeepCopyInto(out *WebhookEndpointStatus) {
 		*out = new(LastDelivery)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.RetryAfterUntil != nil {
+		in, out := &in.RetryAfterUntil, &out.RetryAfterUntil
+		*out = (*in).DeepCopy()
+	}
 	if in.LastTest != nil {
 		in, out := &in.LastTest, &out.LastTest
 		*out = new(TestResult)

@@ -237,6 +237,9 @@ func engineEndpoint(in *readinessInput) engine.Endpoint {
 		ConsecutiveFailures: ep.Status.ConsecutiveFailures,
 		MaxPause:            ep.GetMaxInterval(),
 	}
+	if until := ep.Status.RetryAfterUntil; until != nil {
+		out.RetryAfterUntil = until.Time
+	}
 	if perSecond, burst, limited := ep.GetRateLimit(); limited {
 		out.RateLimit = engine.RateLimit{PerSecond: perSecond, Burst: burst}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -125,6 +126,12 @@ func (r *WebhookEndpointReconciler) reconcile(ctx context.Context, s *endpointSc
 			ep.Status.LastDelivery = summary.Last
 		}
 		ep.Status.ConsecutiveFailures = summary.Failures
+		if !summary.RetryAfterUntil.IsZero() {
+			// Rounded up to the second that metav1.Time keeps: a pause read back after a restart never
+			// ends before the receiver asked.
+			until := metav1.NewTime(ceilToSecond(summary.RetryAfterUntil))
+			ep.Status.RetryAfterUntil = &until
+		}
 		s.summary = &summary
 	} else {
 		requeue.RequeueAfter = wait
@@ -304,4 +311,11 @@ func requestsFor(endpoints *webhooksv1alpha1.WebhookEndpointList) []reconcile.Re
 		requests = append(requests, reconcile.Request{NamespacedName: keyOf(&endpoints.Items[i])})
 	}
 	return requests
+}
+
+func ceilToSecond(t time.Time) time.Time {
+	if down := t.Truncate(time.Second); !down.Equal(t) {
+		return down.Add(time.Second)
+	}
+	return t
 }

@@ -62,6 +62,9 @@ type Endpoint struct {
 	// delivery's own retry too).
 	RateLimit RateLimit
 	MaxPause  time.Duration
+	// RetryAfterUntil is the durable copy of the receiver's Retry-After pause (status.retryAfterUntil);
+	// it seeds the pause the first time the engine sees the endpoint, so a restart honours it.
+	RetryAfterUntil time.Time
 }
 
 // Endpoints looks an endpoint up as it is now. found is false when it does not exist; an error means the
@@ -90,6 +93,10 @@ type Attempt struct {
 	Trace tracing.Attempt
 
 	testValue string
+	// rate is the endpoint's rate limit the attempt was let out of its lane under, and rateKnown whether
+	// one was known then: an attempt that starts under another limit is charged again.
+	rate      RateLimit
+	rateKnown bool
 }
 
 // OutcomeKind tells how an attempt ended.
@@ -140,6 +147,15 @@ type Config struct {
 	// Go starts an attempt; nil means a new goroutine. The simulation runs attempts one at a time through
 	// it, so that a seed replays exactly.
 	Go func(attempt func())
+	// AfterFunc runs f once d has passed; nil means time.AfterFunc. The engine's only timers (the
+	// dispatch of a lane held back by its rate limit or a Retry-After pause) go through it, so that the
+	// simulation fires them from its own loop and a seed replays exactly.
+	AfterFunc func(d time.Duration, f func()) Timer
+}
+
+// Timer is a pending AfterFunc; *time.Timer implements it.
+type Timer interface {
+	Stop() bool
 }
 
 // Engine is the delivery engine. Its methods are safe for concurrent use.
@@ -149,6 +165,7 @@ type Engine struct {
 	now             func() time.Time
 	ctx             context.Context
 	goAttempt       func(func())
+	afterFunc       func(time.Duration, func()) Timer
 	maxInFlight     int
 	maxPerNamespace int
 
@@ -202,12 +219,16 @@ func New(cfg Config) *Engine {
 	if cfg.Go == nil {
 		cfg.Go = func(attempt func()) { go attempt() }
 	}
+	if cfg.AfterFunc == nil {
+		cfg.AfterFunc = func(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
+	}
 	return &Engine{
 		sender:          cfg.Sender,
 		endpoints:       cfg.Endpoints,
 		now:             cfg.Now,
 		ctx:             cfg.Context,
 		goAttempt:       cfg.Go,
+		afterFunc:       cfg.AfterFunc,
 		maxInFlight:     cfg.MaxInFlight,
 		maxPerNamespace: cfg.MaxInFlightPerNamespace,
 		EventWakes:      newWakes(),
@@ -271,6 +292,9 @@ func (e *Engine) dispatchLocked() {
 				continue
 			}
 			a := l.queue[0]
+			if t, known := e.throttles[l.uid]; known {
+				a.rate, a.rateKnown = t.limit, true
+			}
 			l.queue[0] = Attempt{}
 			l.queue = l.queue[1:]
 			l.running++
@@ -291,6 +315,26 @@ func (e *Engine) dispatchLocked() {
 	}
 }
 
+// requeueLocked puts an attempt that was let out of its lane but may not start after all back at the
+// head of the lane: it ends in no Outcome and counts as nothing.
+// The lane cannot have been released meanwhile: it is only while nothing of it runs.
+func (e *Engine) requeueLocked(l *lane, a Attempt) {
+	l.queue = slices.Insert(l.queue, 0, a)
+	if !l.isPending {
+		l.isPending = true
+		e.pending = append(e.pending, l)
+	}
+}
+
+// dropLocked forgets an attempt that was never admitted.
+func (e *Engine) dropLocked(uid types.UID, a Attempt) {
+	if a.testValue != "" {
+		delete(e.tests, uid)
+	} else {
+		delete(e.busy, a.DeliveryID)
+	}
+}
+
 func (e *Engine) dropIdleLaneLocked(l *lane) {
 	if l.running == 0 && len(l.queue) == 0 && !l.isPending && e.lanes[l.uid] == l {
 		delete(e.lanes, l.uid)
@@ -299,7 +343,7 @@ func (e *Engine) dropIdleLaneLocked(l *lane) {
 
 func (e *Engine) run(l *lane, a Attempt) {
 	defer e.running.Done()
-	out := e.attempt(l, a)
+	out, requeue := e.attempt(l, a)
 
 	e.mu.Lock()
 	l.running--
@@ -307,15 +351,24 @@ func (e *Engine) run(l *lane, a Attempt) {
 	if e.perNamespace[l.key.Namespace]--; e.perNamespace[l.key.Namespace] <= 0 {
 		delete(e.perNamespace, l.key.Namespace)
 	}
-	if a.testValue != "" {
+	switch {
+	case requeue && e.stopping:
+		// Never admitted: the next leader makes it, as it does the attempts Stop dropped.
+		e.dropLocked(l.uid, a)
+	case requeue:
+		e.requeueLocked(l, a)
+	case a.testValue != "":
 		e.finishTestLocked(l.uid, a.testValue, out)
-	} else {
+	default:
 		e.mailbox[a.Event] = append(e.mailbox[a.Event], out)
 	}
 	e.dropIdleLaneLocked(l)
 	e.dispatchLocked()
 	e.mu.Unlock()
 
+	if requeue {
+		return
+	}
 	if a.testValue != "" {
 		e.EndpointWakes.add(a.Endpoint)
 	} else {
@@ -326,18 +379,20 @@ func (e *Engine) run(l *lane, a Attempt) {
 // lookupRetry is how soon a delivery whose endpoint could not be looked up is tried again.
 const lookupRetry = time.Second
 
-// attempt admits the attempt against the endpoint as it is now and, when admitted, sends it.
-func (e *Engine) attempt(l *lane, a Attempt) Outcome {
-	out := Outcome{DeliveryID: a.DeliveryID, Trace: a.Trace}
+// attempt admits the attempt against the endpoint as it is now and, when admitted, sends it. requeue
+// tells that the endpoint's current bounds (lane, rate limit, Retry-After pause) do not let it start
+// yet: it goes back to its lane, with no Outcome.
+func (e *Engine) attempt(l *lane, a Attempt) (out Outcome, requeue bool) {
+	out = Outcome{DeliveryID: a.DeliveryID, Trace: a.Trace}
 	ep, found, err := e.endpoints.Lookup(e.ctx, a.Endpoint)
 	switch {
 	case err != nil:
 		out.Kind, out.Wait = Held, lookupRetry
 		out.Readiness = Readiness{Reason: webhooksv1alpha1.EndpointNotReadyReason, Message: fmt.Sprintf("cannot read the endpoint: %v", err)}
-		return out
+		return out, false
 	case !found || ep.UID != a.EndpointUID:
 		out.Kind = EndpointGone
-		return out
+		return out, false
 	}
 	e.observe(l, ep)
 	test := a.testValue != ""
@@ -348,29 +403,37 @@ func (e *Engine) attempt(l *lane, a Attempt) Outcome {
 	}
 	if !rd.Ready {
 		out.Kind, out.Readiness = Held, rd
-		return out
+		return out, false
 	}
 	if !test && ep.MaxAttempts > 0 && a.Attempts >= ep.MaxAttempts {
 		out.Kind = Held
 		out.Readiness = Readiness{Reason: webhooksv1alpha1.AttemptsExhaustedReason,
 			Message: fmt.Sprintf("%s made; spec.retry.maxAttempts is now %d", delivery.Count(a.Attempts, "attempt"), ep.MaxAttempts)}
-		return out
+		return out, false
 	}
 	body, err := a.Body()
 	if err != nil {
 		out.Kind = Unencodable
 		out.Readiness = Readiness{Reason: webhooksv1alpha1.InvalidPayloadReason, Message: err.Error()}
-		return out
+		return out, false
+	}
+	if !e.mayStartNow(l, a, ep) {
+		return out, true
 	}
 	// A test is a diagnosis: it goes out even while the circuit is open, and does not move it.
 	probe := false
 	if !test {
-		var ok bool
+		var ok, current bool
 		var wait time.Duration
-		if ok, wait, probe = e.admit(ep); !ok {
+		ok, wait, probe, current = e.admit(ep)
+		if !current {
+			out.Kind = EndpointGone
+			return out, false
+		}
+		if !ok {
 			out.Kind, out.Wait = Held, wait
 			out.Readiness = e.circuitReadiness(ep)
-			return out
+			return out, false
 		}
 	}
 
@@ -383,7 +446,7 @@ func (e *Engine) attempt(l *lane, a Attempt) Outcome {
 	if !test {
 		out.Circuit = e.record(ep, a.Event.Name, res, probe)
 	}
-	return out
+	return out, false
 }
 
 // observe notes the endpoint's current UID, releasing the state of an earlier endpoint of the same
@@ -396,6 +459,30 @@ func (e *Engine) observe(l *lane, ep Endpoint) {
 	if e.learnRateLimitLocked(ep) {
 		e.dispatchLocked()
 	}
+}
+
+// mayStartNow admits the attempt against the endpoint's bounds as the lookup at its start tells them.
+// The lane let it out under the bounds it knew then; an edit seen only now (a lower maxInFlight, a
+// rate limit added or tightened) or a Retry-After pause that began meanwhile applies to it too.
+func (e *Engine) mayStartNow(l *lane, a Attempt, ep Endpoint) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if l.running > l.limit {
+		return false
+	}
+	t, known := e.throttles[ep.UID]
+	if !known {
+		return true
+	}
+	now := e.now()
+	if now.Before(t.pausedUntil) {
+		return false
+	}
+	if a.rateKnown && a.rate == t.limit {
+		return true // charged when it left the lane
+	}
+	// Let out before the limit in force was known: charged now, under it.
+	return t.bucket == nil || t.bucket.AllowN(now, 1)
 }
 
 // ObserveEndpoint tells the engine which UID the endpoint of that name has now: the state of a deleted

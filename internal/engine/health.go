@@ -42,6 +42,8 @@ type health struct {
 	// version counts changes of the summary; flushed is the version last written to the status.
 	version, flushed uint64
 	lastFlush        time.Time
+	// flushedPause is the Retry-After pause last written to the status.
+	flushedPause time.Time
 	// blockedGeneration is the endpoint generation whose destination the egress policy refused at dial
 	// time (0: none), under blockedAllowPrivate, its namespace's private egress then. A spec change,
 	// which bumps the generation, or a change of the namespace's private egress lifts it.
@@ -50,8 +52,14 @@ type health struct {
 	blockedMessage      string
 }
 
-// healthLocked returns the endpoint's entry, seeded from its status the first time.
+// healthLocked returns the endpoint's entry, seeded from its status the first time. It returns nil when
+// the endpoint is no longer the one of its name (deleted, or recreated under it) since the lookup that
+// ep comes from: an attempt that started before reports back, and its result must neither touch the
+// new endpoint's state nor bring back the old one's.
 func (e *Engine) healthLocked(ep Endpoint) *health {
+	if e.uidOf[ep.Key] != ep.UID {
+		return nil
+	}
 	h, ok := e.health[ep.UID]
 	if !ok {
 		h = &health{failures: ep.ConsecutiveFailures}
@@ -59,7 +67,6 @@ func (e *Engine) healthLocked(ep Endpoint) *health {
 			h.blockedGeneration, h.blockedMessage = ep.Generation, strings.TrimSuffix(ep.DestinationBlocked, blockedHint)
 			h.blockedAllowPrivate = ep.AllowPrivate
 		}
-		e.observeLocked(ep.Key, ep.UID)
 		if ep.FailureThreshold > 0 && h.failures >= ep.FailureThreshold {
 			// Open since an unknown time: the first attempt after a restart is the probe.
 			h.circuit = circuitOpen
@@ -72,21 +79,25 @@ func (e *Engine) healthLocked(ep Endpoint) *health {
 // admit decides whether a delivery attempt may start now, and lets the one probe through an open
 // circuit whose cool-down has passed. When it may not start, it returns how long until it may. probe
 // tells that the attempt is the probe: only its result closes or reopens the circuit, since attempts
-// that started before the circuit opened may still report.
-func (e *Engine) admit(ep Endpoint) (ok bool, wait time.Duration, probe bool) {
+// that started before the circuit opened may still report. current is false when the endpoint was
+// deleted or recreated since its lookup.
+func (e *Engine) admit(ep Endpoint) (ok bool, wait time.Duration, probe, current bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	h := e.healthLocked(ep)
+	if h == nil {
+		return false, 0, false, false
+	}
 	if h.circuit == circuitClosed {
-		return true, 0, false
+		return true, 0, false, true
 	}
 	now := e.now()
 	if wait := circuitWait(h, ep, now); wait > 0 {
-		return false, wait, false
+		return false, wait, false, true
 	}
 	h.circuit = circuitProbing
 	h.probeDeadline = now.Add(2*ep.Request.Timeout + time.Second)
-	return true, 0, true
+	return true, 0, true, true
 }
 
 // circuitWait is how long until an open or probing circuit admits its next probe (0: now). A probe in
@@ -105,6 +116,10 @@ func circuitWait(h *health, ep Endpoint, now time.Time) time.Duration {
 func (e *Engine) record(ep Endpoint, event string, res delivery.Result, probe bool) CircuitChange {
 	e.mu.Lock()
 	h := e.healthLocked(ep)
+	if h == nil {
+		e.mu.Unlock()
+		return CircuitUnchanged
+	}
 	if res.Blocked {
 		// Our own policy refused the dial: the receiver did not fail, so the failure count stays. A probe
 		// goes back to waiting; the block holds deliveries until the URL changes.
@@ -239,12 +254,15 @@ func (e *Engine) OpenCircuits() int {
 type Summary struct {
 	Last     *webhooksv1alpha1.LastDelivery
 	Failures int32
-	version  uint64
+	// RetryAfterUntil is the end of the receiver's Retry-After pause (zero: never paused).
+	RetryAfterUntil time.Time
+	version         uint64
 }
 
 // SummaryDue returns the summary when it changed since the last write and interval has passed since
-// that write. Otherwise wait is how long until it may be written (0: nothing to write). The summary
-// counts as written only once Flushed confirms it, so a failed status patch loses nothing.
+// that write, or at once when a new Retry-After pause began: a pause that is not durable yet would be
+// lost by a restart. Otherwise wait is how long until it may be written (0: nothing to write). The
+// summary counts as written only once Flushed confirms it, so a failed status patch loses nothing.
 func (e *Engine) SummaryDue(uid types.UID, interval time.Duration) (s Summary, due bool, wait time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -252,10 +270,14 @@ func (e *Engine) SummaryDue(uid types.UID, interval time.Duration) (s Summary, d
 	if !ok || h.version == h.flushed {
 		return Summary{}, false, 0
 	}
-	if wait := h.lastFlush.Add(interval).Sub(e.now()); wait > 0 {
+	var pausedUntil time.Time
+	if t, ok := e.throttles[uid]; ok {
+		pausedUntil = t.pausedUntil
+	}
+	if wait := h.lastFlush.Add(interval).Sub(e.now()); wait > 0 && pausedUntil.Equal(h.flushedPause) {
 		return Summary{}, false, wait
 	}
-	s = Summary{Failures: h.failures, version: h.version}
+	s = Summary{Failures: h.failures, RetryAfterUntil: pausedUntil, version: h.version}
 	if h.last != nil {
 		s.Last = h.last.DeepCopy()
 	}
@@ -281,5 +303,6 @@ func (e *Engine) Flushed(uid types.UID, s Summary) {
 	if h, ok := e.health[uid]; ok && s.version > h.flushed {
 		h.flushed = s.version
 		h.lastFlush = e.now()
+		h.flushedPause = s.RetryAfterUntil
 	}
 }

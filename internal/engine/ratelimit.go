@@ -26,7 +26,7 @@ type throttle struct {
 	bucket      *rate.Limiter
 	pausedUntil time.Time
 	// wake runs dispatch again when the lane may start its next attempt; wakeAt is when it fires.
-	wake   *time.Timer
+	wake   Timer
 	wakeAt time.Time
 }
 
@@ -81,8 +81,8 @@ func (e *Engine) wakeLocked(t *throttle, at time.Time, wait time.Duration) {
 		}
 		t.wake.Stop()
 	}
-	var timer *time.Timer
-	timer = time.AfterFunc(wait, func() {
+	var timer Timer
+	timer = e.afterFunc(wait, func() {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		if t.wake == timer {
@@ -94,11 +94,12 @@ func (e *Engine) wakeLocked(t *throttle, at time.Time, wait time.Duration) {
 }
 
 // learnRateLimitLocked keeps the endpoint's throttle in step with its spec.rateLimit. It returns true the
-// first time, when the lane's attempts held back until the rate was known may start.
+// first time, when the lane's attempts held back until the rate was known may start. The first time, the
+// Retry-After pause is seeded from the status, so a pause outlives a restart.
 func (e *Engine) learnRateLimitLocked(ep Endpoint) (first bool) {
 	t, known := e.throttles[ep.UID]
 	if !known {
-		t = &throttle{}
+		t = &throttle{pausedUntil: ep.RetryAfterUntil}
 		e.throttles[ep.UID] = t
 	}
 	if ep.RateLimit != t.limit {
@@ -116,10 +117,6 @@ func (e *Engine) learnRateLimitLocked(ep Endpoint) (first bool) {
 		}
 		t.limit = ep.RateLimit
 	}
-	if !known && t.bucket != nil {
-		// The attempt that looked the endpoint up started before its rate was known: its token.
-		t.bucket.AllowN(e.now(), 1)
-	}
 	return !known
 }
 
@@ -135,9 +132,17 @@ func (e *Engine) pauseForRetryAfter(ep Endpoint, res delivery.Result) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if t, ok := e.throttles[ep.UID]; ok {
-		if until := e.now().Add(wait); until.After(t.pausedUntil) {
-			t.pausedUntil = until
+	t, ok := e.throttles[ep.UID]
+	if !ok {
+		return // the endpoint went since the attempt started
+	}
+	if until := e.now().Add(wait); until.After(t.pausedUntil) {
+		t.pausedUntil = until
+		// The pause is part of the summary: written to the status at once, so that a restart or the
+		// next leader honours it.
+		if h := e.healthLocked(ep); h != nil {
+			h.version++
+			e.EndpointWakes.add(ep.Key)
 		}
 	}
 }
