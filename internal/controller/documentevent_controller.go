@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -55,6 +56,7 @@ type DocumentEventReconciler struct {
 // +kubebuilder:rbac:groups=webhooks.1flow.io,resources=documentevents/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=webhooks.1flow.io,resources=webhookendpoints,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile runs the event's phases over one scope and patches the status once. Outcomes are
@@ -325,6 +327,12 @@ func (r *DocumentEventReconciler) SetupWithManager(mgr ctrl.Manager, shared *Sha
 		Watches(&webhooksv1alpha1.WebhookEndpoint{},
 			handler.EnqueueRequestsFromMapFunc(r.eventsWaitingOn),
 			builder.WithPredicates(endpointUsabilityChanged())).
+		// A delivery held for a Secret or for the private-egress label has no retry time. The endpoint's
+		// Ready flip cannot be relied on to wake it: an endpoint controller that looks only after a Secret
+		// came back never flips it. So these changes wake the waiting events themselves.
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.eventsWaitingOnSecret)).
+		WatchesMetadata(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.eventsWaitingInNamespace),
+			builder.WithPredicates(privateEgressLabelChanged())).
 		WatchesRawSource(wakeSource(shared.engine.EventWakes)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrentReconciles}).
 		WithLogConstructor(eventLogger(mgr.GetLogger())).
@@ -372,14 +380,61 @@ func waitingOnEndpoints(obj client.Object) []string {
 func (r *DocumentEventReconciler) eventsWaitingOn(ctx context.Context, obj client.Object) []reconcile.Request {
 	var requests []reconcile.Request
 	for _, key := range []string{obj.GetName(), anyEndpoint} {
-		events := &webhooksv1alpha1.DocumentEventList{}
-		if err := r.List(ctx, events, client.InNamespace(obj.GetNamespace()), client.MatchingFields{waitingOnIndex: key}); err != nil {
-			log.FromContext(ctx).Error(err, "list DocumentEvents waiting on endpoint", "endpoint", obj.GetName())
-			continue
+		requests = r.appendWaitingOn(ctx, requests, obj.GetNamespace(), key)
+	}
+	return requests
+}
+
+// eventsWaitingOnSecret maps a Secret change to the unfinished events of the endpoints that reference it.
+// Events without targets yet are left out: a Secret changes no match.
+func (r *DocumentEventReconciler) eventsWaitingOnSecret(ctx context.Context, secret client.Object) []reconcile.Request {
+	endpoints := &webhooksv1alpha1.WebhookEndpointList{}
+	if err := r.List(ctx, endpoints, client.InNamespace(secret.GetNamespace()),
+		client.MatchingFields{secretRefIndex: secret.GetName()}); err != nil {
+		log.FromContext(ctx).Error(err, "list WebhookEndpoints using Secret", "secret", secret.GetName())
+		return nil
+	}
+	return r.eventsWaitingOnEach(ctx, endpoints)
+}
+
+// eventsWaitingInNamespace maps a change of the Namespace's private-egress label to the unfinished events
+// of its endpoints.
+func (r *DocumentEventReconciler) eventsWaitingInNamespace(ctx context.Context, ns client.Object) []reconcile.Request {
+	endpoints := &webhooksv1alpha1.WebhookEndpointList{}
+	if err := r.List(ctx, endpoints, client.InNamespace(ns.GetName())); err != nil {
+		log.FromContext(ctx).Error(err, "list WebhookEndpoints of Namespace", "namespace", ns.GetName())
+		return nil
+	}
+	return r.eventsWaitingOnEach(ctx, endpoints)
+}
+
+// eventsWaitingOnEach returns the events waiting on any of the endpoints, each once: an event that waits
+// on several of them needs one reconcile.
+func (r *DocumentEventReconciler) eventsWaitingOnEach(ctx context.Context, endpoints *webhooksv1alpha1.WebhookEndpointList) []reconcile.Request {
+	var requests []reconcile.Request
+	for i := range endpoints.Items {
+		requests = r.appendWaitingOn(ctx, requests, endpoints.Items[i].Namespace, endpoints.Items[i].Name)
+	}
+	seen := make(map[reconcile.Request]bool, len(requests))
+	unique := requests[:0]
+	for _, req := range requests {
+		if !seen[req] {
+			seen[req] = true
+			unique = append(unique, req)
 		}
-		for i := range events.Items {
-			requests = append(requests, reconcile.Request{NamespacedName: keyOf(&events.Items[i])})
-		}
+	}
+	return unique
+}
+
+// appendWaitingOn appends the events of the namespace that the waitingOnIndex lists under key.
+func (r *DocumentEventReconciler) appendWaitingOn(ctx context.Context, requests []reconcile.Request, namespace, key string) []reconcile.Request {
+	events := &webhooksv1alpha1.DocumentEventList{}
+	if err := r.List(ctx, events, client.InNamespace(namespace), client.MatchingFields{waitingOnIndex: key}); err != nil {
+		log.FromContext(ctx).Error(err, "list DocumentEvents waiting on endpoint", "endpoint", key)
+		return requests
+	}
+	for i := range events.Items {
+		requests = append(requests, reconcile.Request{NamespacedName: keyOf(&events.Items[i])})
 	}
 	return requests
 }

@@ -235,12 +235,13 @@ func (r *DocumentEventReconciler) afterFinished(s *eventScope, d *webhooksv1alph
 	})
 }
 
-// attemptSpan describes a recorded attempt for its trace span.
+// attemptSpan describes a recorded attempt for its trace span, under the round of the delivery that
+// counts it: an attempt still in flight when a redelivery was applied counts in the new round.
 func attemptSpan(ev *webhooksv1alpha1.DocumentEvent, d *webhooksv1alpha1.EndpointDelivery, res delivery.Result,
 	circuit engine.CircuitChange) tracing.AttemptSpan {
 	span := tracing.AttemptSpan{
-		Namespace: ev.Namespace, Endpoint: d.Endpoint, DeliveryID: d.DeliveryID, Number: d.Attempts,
-		Start: res.Start, Duration: res.Duration, StatusCode: res.StatusCode, ErrorClass: string(res.Class),
+		Namespace: ev.Namespace, Endpoint: d.Endpoint, DeliveryID: d.DeliveryID, Round: ev.Status.LastRedeliveryRequest,
+		Number: d.Attempts, Start: res.Start, Duration: res.Duration, StatusCode: res.StatusCode, ErrorClass: string(res.Class),
 	}
 	switch {
 	case res.Success:
@@ -264,15 +265,15 @@ func attemptSpan(ev *webhooksv1alpha1.DocumentEvent, d *webhooksv1alpha1.Endpoin
 	return span
 }
 
-// deliverySpan describes a delivery that ended: from the event's creation until it was delivered, or
-// until now for one that failed.
+// deliverySpan describes a round of a delivery that ended: from the event's creation until it was
+// delivered, or until now for one that failed.
 func deliverySpan(ev *webhooksv1alpha1.DocumentEvent, d *webhooksv1alpha1.EndpointDelivery, now time.Time) tracing.DeliverySpan {
 	end := now
 	if d.DeliveredAt != nil {
 		end = d.DeliveredAt.Time
 	}
 	span := tracing.DeliverySpan{
-		Namespace: ev.Namespace, Endpoint: d.Endpoint, DeliveryID: d.DeliveryID,
+		Namespace: ev.Namespace, Endpoint: d.Endpoint, DeliveryID: d.DeliveryID, Round: ev.Status.LastRedeliveryRequest,
 		Start: ev.CreationTimestamp.Time, End: end, Phase: string(d.Phase), Attempts: d.Attempts,
 	}
 	if d.Phase == webhooksv1alpha1.DeliveryFailed {
@@ -341,7 +342,7 @@ func (r *DocumentEventReconciler) startDue(ctx context.Context, s *eventScope) e
 			MaxInFlight: ep.GetMaxInFlight(),
 			Attempts:    d.Attempts,
 			Body:        body,
-			Trace:       s.trace.NewAttempt(d.DeliveryID),
+			Trace:       s.trace.NewAttempt(),
 		})
 		if d.Reason == webhooksv1alpha1.EndpointNotReadyReason || d.Reason == webhooksv1alpha1.DestinationBlockedReason {
 			d.Reason, d.LastError = "", ""

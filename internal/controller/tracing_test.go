@@ -109,6 +109,33 @@ var _ = Describe("Tracing", func() {
 		}
 	})
 
+	It("gives each redelivery round a delivery span of its own, with that round's attempts under it", func() {
+		recv := newReceiver(always(200))
+		newEndpoint(ns, "redelivered", recv.URL)
+		ev := newEvent(ns, "redelivered")
+		Eventually(getEvent(ev)).Should(havePhase(webhooksv1alpha1.DocumentEventDelivered))
+		deliveryID := getEvent(ev)(Default).Status.Deliveries[0].DeliveryID
+		Eventually(spansOf(deliveryID)).Should(HaveLen(2))
+
+		annotate(ev, webhooksv1alpha1.RedeliverRequestedAtAnnotation, "round-2")
+		Eventually(spansOf(deliveryID)).Should(HaveLen(4))
+		var deliveries, attempts []sdktrace.ReadOnlySpan
+		for _, span := range spansOf(deliveryID)() {
+			if span.Name() == "webhook delivery" {
+				deliveries = append(deliveries, span)
+			} else {
+				attempts = append(attempts, span)
+			}
+		}
+		Expect(deliveries).To(HaveLen(2))
+		Expect(deliveries[0].SpanContext().SpanID()).NotTo(Equal(deliveries[1].SpanContext().SpanID()),
+			"two delivery spans with one id")
+		for i, attempt := range attempts {
+			Expect(attempt.Parent().SpanID()).To(Equal(deliveries[i].SpanContext().SpanID()),
+				"attempt of round %d under its own round's delivery span", i+1)
+		}
+	})
+
 	It("ignores an invalid traceparent with a Warning Event and still delivers", func() {
 		recv := newReceiver(always(200))
 		newEndpoint(ns, "orders", recv.URL)

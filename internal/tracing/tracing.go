@@ -7,8 +7,9 @@
 // Spans are recorded after the status write that records what they describe, with the times the attempt
 // really had: a reconcile that is retried records nothing twice, and a delivery span can cover retries
 // made across restarts. That needs span ids known in advance, so they are derived: the delivery span's
-// from the delivery id, the attempt span's chosen when the attempt starts (it is in the header), and an
-// event without a parent gets a trace id derived from its UID. IDGenerator hands these ids to the SDK.
+// from the delivery id and the redelivery round (a redelivery keeps the delivery id), the attempt span's
+// chosen when the attempt starts (it is in the header), and an event without a parent gets a trace id
+// derived from its UID. IDGenerator hands these ids to the SDK.
 //
 // Nothing here imports Kubernetes; the controller passes plain values.
 package tracing
@@ -59,11 +60,11 @@ func EventTrace(eventUID, traceparent, tracestate string) (Trace, error) {
 	return Trace{parent: parent, id: parent.TraceID()}, nil
 }
 
-// deliverySpan is the span context of the delivery: the parent of its attempts.
-func (t Trace) deliverySpan(deliveryID string) trace.SpanContext {
+// deliverySpan is the span context of one round of the delivery: the parent of its attempts.
+func (t Trace) deliverySpan(deliveryID, round string) trace.SpanContext {
 	return trace.NewSpanContext(trace.SpanContextConfig{
 		TraceID:    t.id,
-		SpanID:     derivedSpanID(deliveryID),
+		SpanID:     deliverySpanID(deliveryID, round),
 		TraceFlags: t.flags(),
 		TraceState: t.parent.TraceState(),
 		Remote:     true,
@@ -84,12 +85,12 @@ type Attempt struct {
 	TraceParent, TraceState string
 }
 
-// NewAttempt chooses the span of a new attempt of the delivery and the headers that carry it.
-func (t Trace) NewAttempt(deliveryID string) Attempt {
+// NewAttempt chooses the span of a new attempt and the headers that carry it.
+func (t Trace) NewAttempt() Attempt {
 	var id trace.SpanID
 	_, _ = rand.Read(id[:])
 	sc := trace.NewSpanContext(trace.SpanContextConfig{
-		TraceID: t.id, SpanID: id, TraceFlags: t.flags(), TraceState: t.deliverySpan(deliveryID).TraceState(),
+		TraceID: t.id, SpanID: id, TraceFlags: t.flags(), TraceState: t.parent.TraceState(),
 	})
 	carrier := propagation.MapCarrier{}
 	propagation.TraceContext{}.Inject(trace.ContextWithSpanContext(context.Background(), sc), carrier)
@@ -101,6 +102,16 @@ func derivedTraceID(seed string) trace.TraceID {
 	var id trace.TraceID
 	copy(id[:], sum[:])
 	return id
+}
+
+// deliverySpanID derives the span id of one round of a delivery. The first round keeps the id derived
+// from the delivery id alone, as before redeliveries had spans of their own.
+func deliverySpanID(deliveryID, round string) trace.SpanID {
+	if round == "" {
+		return derivedSpanID(deliveryID)
+	}
+	// Delivery ids hold no NUL, so the first one ends the id and no other pair gives the same seed.
+	return derivedSpanID(deliveryID + "\x00" + round)
 }
 
 func derivedSpanID(seed string) trace.SpanID {
@@ -131,10 +142,12 @@ func (r *Recorder) Enabled() bool { return r != nil && r.enabled }
 // AttemptSpan describes one attempt. It never holds a secret, a signature or payload values.
 type AttemptSpan struct {
 	Namespace, Endpoint, DeliveryID string
-	Number                          int32
-	Start                           time.Time
-	Duration                        time.Duration
-	StatusCode                      int
+	// Round is the redelivery request of the delivery round that counts the attempt (see DeliverySpan).
+	Round      string
+	Number     int32
+	Start      time.Time
+	Duration   time.Duration
+	StatusCode int
 	// Outcome is delivered, retrying, failed or blocked.
 	Outcome string
 	// ErrorClass sorts a failure (http_status, timeout, connection, blocked, ...); empty for a success.
@@ -150,7 +163,7 @@ func (r *Recorder) Attempt(t Trace, attempt Attempt, a AttemptSpan) {
 	if !r.Enabled() {
 		return
 	}
-	ctx := trace.ContextWithRemoteSpanContext(context.Background(), t.deliverySpan(a.DeliveryID))
+	ctx := trace.ContextWithRemoteSpanContext(context.Background(), t.deliverySpan(a.DeliveryID, a.Round))
 	ctx = withIDs(ctx, t.id, attempt.SpanID)
 	attrs := []attribute.KeyValue{
 		attribute.String("k8s.namespace.name", a.Namespace),
@@ -190,6 +203,10 @@ const (
 // DeliverySpan describes a delivery that ended.
 type DeliverySpan struct {
 	Namespace, Endpoint, DeliveryID string
+	// Round is the redelivery request this round of the delivery acts on (the event's
+	// status.lastRedeliveryRequest), empty for the first: a redelivery keeps the delivery id, and each
+	// round is a span of its own.
+	Round string
 	// Start is when the event was created; End when the delivery was delivered or failed.
 	Start, End time.Time
 	// Phase is Delivered or Failed; Reason explains a failure.
@@ -206,7 +223,7 @@ func (r *Recorder) Delivery(t Trace, d DeliverySpan) {
 	if t.parent.IsValid() {
 		ctx = trace.ContextWithRemoteSpanContext(ctx, t.parent)
 	}
-	ctx = withIDs(ctx, t.id, derivedSpanID(d.DeliveryID))
+	ctx = withIDs(ctx, t.id, deliverySpanID(d.DeliveryID, d.Round))
 	_, span := r.tracer.Start(ctx, "webhook delivery", trace.WithTimestamp(d.Start), trace.WithAttributes(
 		attribute.String("k8s.namespace.name", d.Namespace),
 		attribute.String("webhook.endpoint", d.Endpoint),

@@ -42,7 +42,7 @@ func TestAttemptHeadersCarryTheTraceAndANewSpan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, second := tr.NewAttempt("whd_1"), tr.NewAttempt("whd_1")
+	first, second := tr.NewAttempt(), tr.NewAttempt()
 	if first.SpanID == second.SpanID {
 		t.Fatal("two attempts got the same span")
 	}
@@ -57,7 +57,7 @@ func TestSpansOfADeliveryUnderThePipelinesSpan(t *testing.T) {
 	r := NewRecorder(NewTracerProvider(sdktrace.WithSpanProcessor(spans)))
 	tr, _ := EventTrace("uid-1", pipelineParent, "")
 	created := time.Date(2024, 1, 15, 10, 0, 0, 0, time.UTC)
-	first, second := tr.NewAttempt("whd_1"), tr.NewAttempt("whd_1")
+	first, second := tr.NewAttempt(), tr.NewAttempt()
 	r.Attempt(tr, first, AttemptSpan{Namespace: "acme", Endpoint: "orders", DeliveryID: "whd_1", Number: 1,
 		Start: created.Add(time.Second), Duration: 40 * time.Millisecond, StatusCode: 503, Outcome: OutcomeRetrying,
 		ErrorClass: "http_status", RetryIn: 2 * time.Second, Circuit: "opened"})
@@ -120,8 +120,46 @@ func TestADisabledRecorderRecordsNothing(t *testing.T) {
 		t.Fatal("a recorder without a provider is enabled")
 	}
 	tr, _ := EventTrace("uid-1", "", "")
-	r.Attempt(tr, tr.NewAttempt("whd_1"), AttemptSpan{DeliveryID: "whd_1"})
+	r.Attempt(tr, tr.NewAttempt(), AttemptSpan{DeliveryID: "whd_1"})
 	r.Delivery(tr, DeliverySpan{DeliveryID: "whd_1"})
 	var none *Recorder
-	none.Attempt(tr, tr.NewAttempt("whd_1"), AttemptSpan{})
+	none.Attempt(tr, tr.NewAttempt(), AttemptSpan{})
+}
+
+func TestEachRedeliveryRoundHasADeliverySpanOfItsOwn(t *testing.T) {
+	spans := tracetest.NewSpanRecorder()
+	r := NewRecorder(NewTracerProvider(sdktrace.WithSpanProcessor(spans)))
+	tr, _ := EventTrace("uid-1", pipelineParent, "")
+	created := time.Date(2024, 1, 15, 10, 0, 0, 0, time.UTC)
+	// The first round has no redelivery request; the second acts on the annotation's value.
+	rounds := []string{"", "2024-01-15T11:00:00Z"}
+	for i, round := range rounds {
+		start := created.Add(time.Duration(i) * time.Hour)
+		r.Attempt(tr, tr.NewAttempt(), AttemptSpan{DeliveryID: "whd_1", Round: round, Number: 1, Start: start,
+			Duration: 10 * time.Millisecond, StatusCode: 200, Outcome: OutcomeDelivered})
+		r.Delivery(tr, DeliverySpan{DeliveryID: "whd_1", Round: round, Start: created, End: start.Add(10 * time.Millisecond),
+			Phase: "Delivered", Attempts: 1})
+	}
+
+	ended := spans.Ended()
+	if len(ended) != 4 {
+		t.Fatalf("%d spans, want an attempt and a delivery per round", len(ended))
+	}
+	seen := map[trace.SpanID]bool{}
+	for _, span := range ended {
+		if id := span.SpanContext().SpanID(); seen[id] {
+			t.Fatalf("span id %s used twice", id)
+		}
+		seen[span.SpanContext().SpanID()] = true
+	}
+	for i := range rounds {
+		attempt, delivery := ended[2*i], ended[2*i+1]
+		if attempt.Parent().SpanID() != delivery.SpanContext().SpanID() {
+			t.Fatalf("round %d: attempt under %s, want its own round's delivery span %s", i+1,
+				attempt.Parent().SpanID(), delivery.SpanContext().SpanID())
+		}
+	}
+	if first := ended[1].SpanContext().SpanID(); first != derivedSpanID("whd_1") {
+		t.Fatalf("first round's delivery span %s, want the id it had before redeliveries counted (%s)", first, derivedSpanID("whd_1"))
+	}
 }
