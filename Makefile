@@ -82,6 +82,14 @@ simulate: ## Run the deterministic simulation of the engine and reconcilers: SEE
 	go test ./internal/controller/ -run '^TestSimulation$$' -count=1 -timeout 60m \
 		-sim.seeds=$(SEEDS) -sim.steps=$(STEPS) $(if $(SEED),-sim.seed=$(SEED) -sim.trace -v)
 
+# Flags of hack/mutate, for example MUTATE_ARGS="-only ack-before-patch -seeds 5", or -list to check
+# that every mutant still applies without running anything.
+MUTATE_ARGS ?=
+
+.PHONY: mutate
+mutate: ## Run the mutation gate: each mutant of hack/mutate/mutants.go must fail the engine tests, a short simulation or the in-process controller tests (flags in MUTATE_ARGS).
+	go run ./hack/mutate $(MUTATE_ARGS)
+
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint.
 	$(GOLANGCI_LINT) run
