@@ -85,6 +85,12 @@ const (
 	// TooManyEndpointsReason means more endpoints match the event than one event can record
 	// (MaxDeliveriesPerEvent); narrow spec.endpointSelector or the endpoints' filters.
 	TooManyEndpointsReason string = "TooManyEndpoints"
+
+	// EventTooLargeReason means the event leaves too little room under etcd's 1.5 MiB object limit for
+	// the largest status its deliveries can need, so that status could not be written. The event fails
+	// before any attempt, and its deliveries fail with this reason; create it again with a smaller
+	// payload or fewer matching endpoints. A redelivery refused for it leaves the event as it was.
+	EventTooLargeReason string = "EventTooLarge"
 )
 
 // Reasons recorded on a single delivery (status.deliveries[].reason).
@@ -159,6 +165,11 @@ const (
 	// InvalidTraceContextEvent is a Warning event on a DocumentEvent whose traceparent annotation is not
 	// W3C Trace Context; the event is delivered in a trace of its own.
 	InvalidTraceContextEvent string = "InvalidTraceContext"
+
+	// EventTooLargeEvent is a Warning event on a DocumentEvent that was refused before any attempt (or
+	// whose redelivery was refused) because it leaves too little room for its status, or whose status
+	// write the API server refused as too large.
+	EventTooLargeEvent string = "EventTooLarge"
 )
 
 // Annotations that request an action. Each action runs once per distinct value, so setting the

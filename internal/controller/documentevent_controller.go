@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -118,7 +119,18 @@ func (r *DocumentEventReconciler) runPhases(ctx context.Context, s *eventScope, 
 // metrics: none of that happens when the patch fails.
 func (r *DocumentEventReconciler) commit(ctx context.Context, s *eventScope) error {
 	if err := r.patchStatus(ctx, s); err != nil {
-		return err
+		if !objectTooLarge(err) {
+			return err
+		}
+		// The API server refuses this status whenever it is retried, so it is not: the Event says why.
+		// A refused event's own Events go out, since they explain it and nothing was sent.
+		if s.tooLarge {
+			r.emit(s)
+		} else {
+			r.Recorder.Eventf(s.ev, nil, corev1.EventTypeWarning, webhooksv1alpha1.EventTooLargeEvent, "Deliver",
+				"the status cannot be written, the API server refuses the event as too large: %v", err)
+		}
+		return reconcile.TerminalError(err)
 	}
 	r.shared.engine.Ack(client.ObjectKeyFromObject(s.ev), s.recorded)
 	r.emit(s)
@@ -199,6 +211,14 @@ func (r *DocumentEventReconciler) patchStatus(ctx context.Context, s *eventScope
 	ev.ResourceVersion = written.ResourceVersion
 	r.fresh.wrote(client.ObjectKeyFromObject(ev), ev.ResourceVersion)
 	return nil
+}
+
+// objectTooLarge reports whether a write was refused for the size of the object: etcd's limit, which the
+// API server passes on as HTTP 500 "etcdserver: request is too large" (no reason), or its own request
+// limit (413).
+func objectTooLarge(err error) bool {
+	return apierrors.IsRequestEntityTooLargeError(err) ||
+		(apierrors.IsInternalError(err) && strings.Contains(err.Error(), "request is too large"))
 }
 
 func isFinished(ev *webhooksv1alpha1.DocumentEvent) bool {

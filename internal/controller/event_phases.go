@@ -44,7 +44,10 @@ type eventScope struct {
 	// learned is set when the status holds something a restart would need; held when a delivery was
 	// ended or held back without an attempt.
 	learned, held bool
-	requeue       time.Duration
+	// tooLarge is set when the event was refused for leaving too little room for its status: its Event
+	// is due even if the API server refuses that status too.
+	tooLarge bool
+	requeue  time.Duration
 }
 
 func newEventScope(log logr.Logger, ev *webhooksv1alpha1.DocumentEvent, outcomes []engine.Outcome, now time.Time) *eventScope {
@@ -96,21 +99,52 @@ func (r *DocumentEventReconciler) redeliver(_ context.Context, s *eventScope) er
 	if !redeliveryRequested(s.ev) {
 		return nil
 	}
+	before := s.ev.Status.DeepCopy()
 	if err := applyRedelivery(s.ev, s.endpoints, s.now); err != nil {
 		// The selector was valid when the event was first matched and the spec is immutable.
 		return reconcile.TerminalError(err)
 	}
 	s.learned = true
+	size, err := measureEvent(s.ev)
+	if err != nil || size.fits() {
+		return err
+	}
+	// A full redelivery can add endpoints, and the annotation grows the event: refuse the request and
+	// keep the deliveries as they were, so that no attempt can go out whose outcome cannot be recorded.
+	message := tooLargeMessage(size, len(s.ev.Status.Deliveries))
+	request := s.ev.Status.LastRedeliveryRequest
+	s.ev.Status = *before
+	s.ev.Status.LastRedeliveryRequest = request
+	s.log.Info("redelivery refused: the event leaves too little room for its status", "stored", size.stored, "status", size.status)
+	r.refuseTooLarge(s, "redelivery refused: "+message)
 	return nil
 }
 
-// ensureTargets fills status.deliveries with the matching endpoints the first time the event is seen
-// (or, since the first write waits for an outcome, until an outcome was recorded).
-func (r *DocumentEventReconciler) ensureTargets(_ context.Context, s *eventScope) error {
+// refuseTooLarge emits the Warning Event and counts the refusal once the status that records it is
+// written, or when the API server refuses that status too (commit).
+func (r *DocumentEventReconciler) refuseTooLarge(s *eventScope, note string) {
+	s.tooLarge = true
 	ev := s.ev
-	if len(ev.Status.Deliveries) > 0 {
-		return nil
+	s.after(func() {
+		metrics.RecordRefused(metrics.RefusedTooLarge)
+		r.Recorder.Eventf(ev, nil, corev1.EventTypeWarning, webhooksv1alpha1.EventTooLargeEvent, "Deliver", "%s", note)
+	})
+}
+
+// ensureTargets fills status.deliveries with the matching endpoints the first time the event is seen
+// (or, since the first write waits for an outcome, until an outcome was recorded), and refuses an event
+// that leaves too little room for their status before any of them is attempted.
+func (r *DocumentEventReconciler) ensureTargets(_ context.Context, s *eventScope) error {
+	if len(s.ev.Status.Deliveries) == 0 {
+		if err := r.chooseTargets(s); err != nil {
+			return err
+		}
 	}
+	return r.checkRoom(s)
+}
+
+func (r *DocumentEventReconciler) chooseTargets(s *eventScope) error {
+	ev := s.ev
 	targets, err := matchEndpoints(ev, s.endpoints)
 	if err != nil {
 		// The spec is immutable, so a bad selector can never be fixed: fail without retrying.
@@ -133,6 +167,37 @@ func (r *DocumentEventReconciler) ensureTargets(_ context.Context, s *eventScope
 		})
 	}
 	return nil
+}
+
+// checkRoom fails an event, before its first attempt, when its largest status would not fit next to it
+// in etcd: its outcomes could not be recorded, so it would be sent again after every restart. It also
+// catches events whose deliveries an older version wrote without the check. Once an attempt is out or
+// recorded, it is too late to refuse; a redelivery is checked when it is applied.
+func (r *DocumentEventReconciler) checkRoom(s *eventScope) error {
+	ev := s.ev
+	if len(ev.Status.Deliveries) == 0 {
+		return nil
+	}
+	for i := range ev.Status.Deliveries {
+		d := &ev.Status.Deliveries[i]
+		if d.Phase.IsFinal() || d.Attempts > 0 || d.LastAttemptTime != nil || r.shared.engine.Busy(d.DeliveryID) {
+			return nil
+		}
+	}
+	size, err := measureEvent(ev)
+	if err != nil || size.fits() {
+		return err
+	}
+	message := tooLargeMessage(size, len(ev.Status.Deliveries))
+	for i := range ev.Status.Deliveries {
+		d := &ev.Status.Deliveries[i]
+		d.Phase, d.Reason, d.NextAttemptTime = webhooksv1alpha1.DeliveryFailed, webhooksv1alpha1.EventTooLargeReason, nil
+		d.LastError = "not sent: the event leaves too little room for its status"
+	}
+	setEventStatus(ev, webhooksv1alpha1.DocumentEventFailed, webhooksv1alpha1.EventTooLargeReason, message, s.now)
+	r.refuseTooLarge(s, message)
+	// The spec is immutable: the event can never fit, so it fails without a retry.
+	return reconcile.TerminalError(fmt.Errorf("event too large: %s", message))
 }
 
 // recordOutcomes applies the engine's outcomes to their deliveries.

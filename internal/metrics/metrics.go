@@ -23,6 +23,9 @@
 //	webhook_operator_rate_limit_wait_seconds_total{reason}
 //	    Seconds endpoints' next attempts waited to start, summed over endpoints. reason: rate_limit (the
 //	    endpoint's spec.rateLimit), retry_after (a receiver's Retry-After paused the endpoint).
+//	webhook_operator_events_refused_total{reason}
+//	    DocumentEvents (or their redeliveries) refused before any attempt. reason: too_large (the event
+//	    leaves too little room under etcd's object limit for its status).
 package metrics
 
 import (
@@ -43,6 +46,7 @@ const (
 	TestDeliveriesTotal     = "webhook_operator_test_deliveries_total"
 	RateLimitWaitSeconds    = "webhook_operator_rate_limit_wait_seconds_total"
 	CachedObjects           = "webhook_operator_cached_objects"
+	EventsRefusedTotal      = "webhook_operator_events_refused_total"
 )
 
 const resultLabel = "result"
@@ -75,11 +79,17 @@ var (
 		Help: "Seconds endpoints' next attempts waited to start, summed over endpoints, by reason: " +
 			"rate_limit (spec.rateLimit) or retry_after (a receiver's Retry-After paused the endpoint).",
 	}, []string{"reason"})
+
+	refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: EventsRefusedTotal,
+		Help: "DocumentEvents (or their redeliveries) refused before any attempt, by reason: " +
+			"too_large (too little room under etcd's object limit for the event's status).",
+	}, []string{"reason"})
 )
 
 // recordedCollectors are registered when the package loads; the backlog gauges wait for a Backlog
 // (RegisterBacklog).
-var recordedCollectors = []prometheus.Collector{deliveries, duration, attempts, tests, rateLimitWait}
+var recordedCollectors = []prometheus.Collector{deliveries, duration, attempts, tests, rateLimitWait, refused}
 
 // Names lists every metric this package registers, so tests can check that the docs, alerts and
 // dashboards only use metrics that exist. It is read from the descriptions of the collectors that init
@@ -153,6 +163,14 @@ const (
 // WaitRetryAfter).
 func AddRateLimitWait(reason string, seconds float64) {
 	rateLimitWait.WithLabelValues(reason).Add(seconds)
+}
+
+// RefusedTooLarge is the reason of an event refused because it leaves too little room for its status.
+const RefusedTooLarge = "too_large"
+
+// RecordRefused counts one event (or redelivery) refused before any attempt, for reason (RefusedTooLarge).
+func RecordRefused(reason string) {
+	refused.WithLabelValues(reason).Inc()
 }
 
 // codeClasses are the class labels of statuses 100 to 599, constants so that counting an attempt

@@ -32,6 +32,7 @@ func TestNamesAreTheServedMetrics(t *testing.T) {
 	RecordFinished(true, 1)
 	RecordTest(true)
 	AddRateLimitWait(WaitRateLimit, 1)
+	RecordRefused(RefusedTooLarge)
 	if err := RegisterBacklog(fixedBacklog{}); err != nil {
 		t.Fatal(err)
 	}
