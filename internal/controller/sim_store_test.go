@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"reflect"
 	"slices"
 	"strconv"
@@ -43,6 +44,9 @@ type simStore struct {
 	onDelete func(obj client.Object)
 	// onPut is called with every version written through the API.
 	onPut func(obj client.Object)
+	// onOversize is called with an object whose write was refused because it would exceed
+	// simMaxObjectBytes, and the size it would have had.
+	onOversize func(obj client.Object, size int)
 }
 
 type simKey struct {
@@ -389,6 +393,17 @@ func (w *simStatusWriter) Patch(_ context.Context, obj client.Object, patch clie
 		if t := n.Status.LastTest; t != nil && len(t.Error) > webhooksv1alpha1.MaxDeliveryErrorLength {
 			return apierrors.NewInvalid(schema.GroupKind{Kind: k.kind}, k.Name, nil)
 		}
+	}
+	// etcd refuses a request over its --max-request-bytes; the API server passes its error on as a 500
+	// with no reason (seen with kube-apiserver 1.37 and etcd 3.6).
+	if stored, err := json.Marshal(next); err != nil {
+		return err
+	} else if len(stored) > simMaxObjectBytes {
+		if w.c.store.onOversize != nil {
+			w.c.store.onOversize(next, len(stored))
+		}
+		return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusInternalServerError,
+			Message: "etcdserver: request is too large"}}
 	}
 	w.c.store.put(next)
 	return copyInto(next, obj)

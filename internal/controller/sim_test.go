@@ -6,8 +6,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hash"
+	"hash/fnv"
 	"maps"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +20,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -33,6 +38,7 @@ import (
 	"github.com/1flow/webhook-operator/internal/delivery"
 	"github.com/1flow/webhook-operator/internal/engine"
 	"github.com/1flow/webhook-operator/internal/routing"
+	"github.com/1flow/webhook-operator/internal/tracing"
 )
 
 // The deterministic simulation drives the real reconcilers and the real engine against a simulated API
@@ -49,38 +55,64 @@ var (
 func TestSimulation(t *testing.T) {
 	ctrl.SetLogger(logr.Discard())
 	if *simSeed != 0 {
-		runSimulation(t, *simSeed)
+		runSimulation(t, *simSeed, *simSteps)
 		return
 	}
 	for seed := uint64(1); seed <= uint64(*simSeeds); seed++ {
-		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { runSimulation(t, seed) })
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { runSimulation(t, seed, *simSteps) })
 	}
 }
 
-func runSimulation(t *testing.T, seed uint64) {
+// TestSimulationReplaysExactly runs one seed twice: every operation, reconcile, request and status
+// write must come in the same order at the same simulated time, or a failing seed could not be replayed.
+func TestSimulationReplaysExactly(t *testing.T) {
+	ctrl.SetLogger(logr.Discard())
+	const seed, steps = 2, 150
+	first := runSimulation(t, seed, steps)
+	second := runSimulation(t, seed, steps)
+	if first.lines == 0 || first != second {
+		t.Fatalf("seed %d gave %+v, then %+v: not the same run", seed, first, second)
+	}
+}
+
+// simDigest sums up a run: how many trace lines it produced and a hash of them.
+type simDigest struct {
+	lines int
+	hash  uint64
+}
+
+func runSimulation(t *testing.T, seed uint64, steps int) simDigest {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("replay with: make simulate SEED=%d", seed)
 		}
 	})
+	var digest simDigest
 	synctest.Test(t, func(t *testing.T) {
 		sim := newSimulation(t, seed)
-		for step := 0; step < *simSteps && !t.Failed(); step++ {
+		for step := 0; step < steps && !t.Failed(); step++ {
 			sim.step()
 		}
 		if !t.Failed() {
 			sim.heal()
 		}
 		sim.finish()
+		digest = simDigest{lines: sim.traced, hash: sim.digest.Sum64()}
 	})
+	return digest
 }
 
 const (
-	simNamespaces       = 2
-	simEndpointsPerNS   = 3
-	simSettleBound      = 4 * time.Hour
-	simAPIFaultRate     = 0.08
-	simCacheCatchUpRate = 0.3
+	simNamespaces              = 2
+	simEndpointsPerNS          = 3
+	simSettleBound             = 4 * time.Hour
+	simAPIFaultRate            = 0.08
+	simCacheCatchUpRate        = 0.3
+	simMaxInFlight             = 6
+	simMaxInFlightPerNamespace = 4
+	// simMaxObjectBytes is etcd's default --max-request-bytes: the simulated API server refuses a write
+	// that would store a larger object, as the real one does.
+	simMaxObjectBytes = 3 << 19
 )
 
 type reqKind int
@@ -122,6 +154,25 @@ type simulation struct {
 	blockedGen  map[string]bool   // endpoint uid/generation whose dial was refused
 	circuits    map[types.UID]*circuitModel
 	violations  int
+
+	// rates is each endpoint's token bucket as the receiver sees it, pauses the Retry-After pause this
+	// manager was told of, succeeded the deliveries answered 2xx (by delivery id).
+	rates     map[types.UID]*rateModel
+	pauses    map[types.UID]time.Time
+	succeeded map[string]successSeen
+	// sentTo counts the requests of each event, by event UID, across all managers.
+	sentTo map[types.UID]int
+	// endpointLag delays the endpoint controller's reconciles, as one busy worker does; while
+	// endpointsBusy is set, it runs none at all.
+	endpointLag   time.Duration
+	endpointsBusy bool
+	// spans records every span; spanIDs the ids seen so far (trace/span) and the span's name.
+	spans     *tracetest.SpanRecorder
+	spanIDs   map[string]string
+	spansSeen int
+	// traced counts the trace lines and digest hashes them, whether or not they are printed.
+	traced int
+	digest hash.Hash64
 }
 
 // circuitModel is the circuit breaker as the receiver side can tell it from the answers it gave.
@@ -136,6 +187,7 @@ type simManager struct {
 	shared    *Shared
 	events    *DocumentEventReconciler
 	endpoints *WebhookEndpointReconciler
+	timers    simTimers
 	spawnMu   sync.Mutex
 	spawned   []func()
 	// stopping is set when graceful shutdown began: no attempt may start after it.
@@ -160,12 +212,15 @@ func newSimulation(t *testing.T, seed uint64) *simulation {
 		deliveredAt: map[string]time.Time{}, finishedAt: map[types.UID]time.Time{},
 		ttlOf: map[types.UID]time.Duration{}, testValues: map[string]string{}, testsSent: map[string]int{},
 		blockedGen: map[string]bool{}, circuits: map[types.UID]*circuitModel{},
+		rates: map[types.UID]*rateModel{}, pauses: map[types.UID]time.Time{}, succeeded: map[string]successSeen{},
+		sentTo: map[types.UID]int{}, spans: tracetest.NewSpanRecorder(), spanIDs: map[string]string{}, digest: fnv.New64a(),
 	}
 	sim.store = newSimStore(sim.rng, time.Now)
 	sim.store.faults = true
 	sim.store.onCacheChange = sim.watch
 	sim.store.onDelete = sim.deleted
 	sim.store.onPut = sim.observe
+	sim.store.onOversize = sim.oversize
 	sim.recv = &simReceivers{sim: sim, modes: map[string]receiverMode{}}
 	for n := range simNamespaces {
 		ns := fmt.Sprintf("tenant-%d", n)
@@ -190,12 +245,16 @@ func (sim *simulation) start() {
 	live := &simClient{store: sim.store, live: true}
 	mgr.shared = newShared(live, live, Options{
 		Sender:              sim.recv,
-		MaxInFlight:         6,
+		MaxInFlight:         simMaxInFlight,
 		StatusFlushInterval: time.Second,
+		Traces:              tracing.NewRecorder(tracing.NewTracerProvider(sdktrace.WithSpanProcessor(sim.spans))),
 	})
-	// Attempts run one at a time, from the simulation's own loop, so that a seed replays exactly.
+	// Attempts run one at a time, and the engine's timers fire, from the simulation's own loop, so that
+	// a seed replays exactly.
 	mgr.shared.engine = engine.New(engine.Config{
-		Sender: sim.recv, Endpoints: mgr.shared.resolver, Now: time.Now, MaxInFlight: 6, MaxInFlightPerNamespace: 4,
+		Sender: sim.recv, Endpoints: mgr.shared.resolver, Now: time.Now,
+		MaxInFlight: simMaxInFlight, MaxInFlightPerNamespace: simMaxInFlightPerNamespace,
+		AfterFunc: mgr.timers.afterFunc,
 		Go: func(attempt func()) {
 			mgr.spawnMu.Lock()
 			defer mgr.spawnMu.Unlock()
@@ -220,8 +279,11 @@ func (sim *simulation) start() {
 	sim.mgr = mgr
 
 	clear(sim.queue)
-	// What a new process knows of a circuit is what the status says when it first admits an attempt.
+	// What a new process knows of a circuit is what the status says when it first admits an attempt; of
+	// a Retry-After pause, what the status says; its rate limits start with full buckets.
 	clear(sim.circuits)
+	sim.recordedPauses()
+	clear(sim.rates)
 	// A fresh process lists everything; a standby that takes over has watched all along, and its cache
 	// may lag behind the last writes of the leader it replaces.
 	if sim.rng.IntN(2) == 0 {
@@ -248,12 +310,18 @@ func (sim *simulation) violation(format string, args ...any) {
 }
 
 func (sim *simulation) trace(format string, args ...any) {
+	line := fmt.Sprintf("t=%s "+format, append([]any{time.Now().UTC().Format("15:04:05.000000")}, args...)...)
+	sim.traced++
+	_, _ = sim.digest.Write([]byte(line + "\n"))
 	if *simTrace {
-		sim.t.Logf("t=%s "+format, append([]any{time.Now().UTC().Format("15:04:05.000")}, args...)...)
+		sim.t.Log(line)
 	}
 }
 
 func (sim *simulation) enqueue(kind reqKind, key types.NamespacedName, after time.Duration) {
+	if kind == reqEndpoint {
+		after += sim.endpointLag
+	}
 	r := simRequest{kind, key}
 	at := time.Now().Add(after)
 	if due, ok := sim.queue[r]; !ok || at.Before(due) {
@@ -296,6 +364,9 @@ func (sim *simulation) watch(oldObj, newObj client.Object) {
 		meta := &metav1.PartialObjectMetadata{ObjectMeta: o.ObjectMeta}
 		for _, r := range sim.mgr.endpoints.endpointsUsingSecret(context.Background(), meta) {
 			sim.enqueue(reqEndpoint, r.NamespacedName, 0)
+		}
+		for _, r := range sim.mgr.events.eventsWaitingOnSecret(context.Background(), meta) {
+			sim.enqueue(reqEvent, r.NamespacedName, 0)
 		}
 	}
 }
@@ -378,6 +449,7 @@ func (sim *simulation) checkSummaries() {
 
 // step is one operation of the simulated world, then the reconciles and attempts it causes.
 func (sim *simulation) step() {
+	defer sim.checkSpans()
 	defer sim.checkSummaries()
 	if sim.rng.Float64() < 0.5 {
 		sim.operate()
@@ -425,19 +497,81 @@ func (sim *simulation) operate() {
 		}
 	case p < 62:
 		sim.rotateSecret(ns, fmt.Sprintf("secret-%d", sim.rng.IntN(simEndpointsPerNS)))
-	case p < 65:
+	case p < 64:
 		sim.store.remove(simKey{"Secret", types.NamespacedName{Namespace: ns, Name: fmt.Sprintf("secret-%d", sim.rng.IntN(simEndpointsPerNS))}})
+	case p < 66:
+		sim.replaceSecret(ns, fmt.Sprintf("secret-%d", sim.rng.IntN(simEndpointsPerNS)))
 	case p < 72:
 		sim.requestTest(ns, name)
-	case p < 78:
+	case p < 77:
 		sim.requestRedelivery(ns)
-	case p < 82:
+	case p < 80:
 		sim.crash()
-	case p < 85:
+	case p < 82:
 		sim.gracefulRestart()
+	case p < 85:
+		sim.recreateEndpoint(ns, name)
+	case p < 87:
+		sim.lagEndpointController()
+	case p < 88:
+		sim.createOversizeEvent(ns)
 	default:
 		sim.createEvent(ns)
 	}
+}
+
+// replaceSecret deletes a Secret and creates it again within one step, as kubectl replace --force
+// does, while the endpoint controller is too busy to notice: new events meanwhile find the Secret
+// missing and wait, and the endpoint's Ready condition never changes. What they wait for, the
+// Secret, must wake them.
+func (sim *simulation) replaceSecret(ns, name string) {
+	sim.endpointsBusy = true
+	sim.store.remove(simKey{"Secret", types.NamespacedName{Namespace: ns, Name: name}})
+	for range 1 + sim.rng.IntN(3) {
+		sim.createEvent(ns)
+	}
+	sim.store.catchUpSome(simCacheCatchUpRate)
+	// Long enough for the events' other deliveries to finish, whose outcomes would wake them.
+	sim.advance(time.Duration(2000+sim.rng.IntN(4000)) * time.Millisecond)
+	sim.endpointsBusy = false
+	sim.createSecret(ns, name)
+}
+
+// recreateEndpoint deletes an endpoint and creates it again under the same name, while its attempts
+// may be in flight: the new endpoint is another one.
+func (sim *simulation) recreateEndpoint(ns, name string) {
+	if sim.endpointByName(ns, name) == nil {
+		return
+	}
+	sim.deleteEndpoint(ns, name)
+	sim.createEndpoint(ns, name)
+}
+
+// lagEndpointController makes the endpoint controller slow to react (its one worker busy), or quick
+// again: the DocumentEvent controller must not depend on its timing.
+func (sim *simulation) lagEndpointController() {
+	sim.endpointLag = 0
+	if sim.rng.IntN(2) == 0 {
+		sim.endpointLag = time.Duration(500+sim.rng.IntN(4500)) * time.Millisecond
+	}
+	sim.trace("endpoint controller lag %s", sim.endpointLag)
+}
+
+// createOversizeEvent creates an event whose payload brings it close to etcd's object limit: some
+// leave room for their status, some do not. None may be sent unless its status can be written.
+func (sim *simulation) createOversizeEvent(ns string) {
+	target := simMaxObjectBytes - 8<<10 - sim.rng.IntN(256<<10)
+	sim.createEventWith(ns, func(ev *webhooksv1alpha1.DocumentEvent) {
+		encoded, err := json.Marshal(ev)
+		if err != nil {
+			sim.t.Fatal(err)
+		}
+		const wrapper = `{"detail":""},`
+		padding := strings.Repeat("x", max(target-len(encoded)-len(wrapper), 0))
+		ev.Spec.DocumentStatus.ExtractionErrors = append(ev.Spec.DocumentStatus.ExtractionErrors,
+			apiextensionsv1.JSON{Raw: []byte(`{"detail":"` + padding + `"}`)})
+	})
+	sim.trace("created ev-%d of about %d bytes", sim.created, target)
 }
 
 func (sim *simulation) createSecret(ns, name string) {
@@ -489,6 +623,18 @@ func (sim *simulation) randomizeSettings(ep *webhooksv1alpha1.WebhookEndpoint) {
 		FailureThreshold: int32(2 + sim.rng.IntN(4)),
 		Cooldown:         &metav1.Duration{Duration: time.Duration(1+sim.rng.IntN(20)) * time.Second},
 	}
+	sim.randomizeRateLimit(ep)
+}
+
+// randomizeRateLimit sets, changes or removes spec.rateLimit.
+func (sim *simulation) randomizeRateLimit(ep *webhooksv1alpha1.WebhookEndpoint) {
+	ep.Spec.RateLimit = nil
+	if sim.rng.IntN(2) == 0 {
+		ep.Spec.RateLimit = &webhooksv1alpha1.RateLimit{RequestsPerSecond: int32(1 + sim.rng.IntN(4))}
+		if sim.rng.IntN(2) == 0 {
+			ep.Spec.RateLimit.Burst = int32(1 + sim.rng.IntN(3))
+		}
+	}
 }
 
 func (sim *simulation) endpointByName(ns, name string) *webhooksv1alpha1.WebhookEndpoint {
@@ -505,7 +651,9 @@ func (sim *simulation) editEndpoint(ns, name string) {
 		return
 	}
 	ep := current.DeepCopy()
-	switch sim.rng.IntN(5) {
+	switch sim.rng.IntN(6) {
+	case 5:
+		sim.randomizeRateLimit(ep)
 	case 0:
 		ep.Spec.URL = sim.endpointURL(ep)
 	case 1:
@@ -528,7 +676,10 @@ func (sim *simulation) deleteEndpoint(ns, name string) {
 	sim.store.remove(simKey{"WebhookEndpoint", types.NamespacedName{Namespace: ns, Name: name}})
 }
 
-func (sim *simulation) createEvent(ns string) {
+func (sim *simulation) createEvent(ns string) { sim.createEventWith(ns, nil) }
+
+// createEventWith creates an event, shaped by shape (when not nil) before it is stored.
+func (sim *simulation) createEventWith(ns string, shape func(*webhooksv1alpha1.DocumentEvent)) {
 	sim.created++
 	ev := &webhooksv1alpha1.DocumentEvent{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("ev-%d", sim.created)}}
 	ev.Spec.DocumentID = fmt.Sprintf("doc-%d", sim.created)
@@ -537,6 +688,9 @@ func (sim *simulation) createEvent(ns string) {
 	}
 	if sim.rng.IntN(5) == 0 {
 		ev.Spec.DocumentStatus.ExtractionErrors = []apiextensionsv1.JSON{{Raw: []byte(`{"code":"E1"}`)}, {}}
+	}
+	if shape != nil {
+		shape(ev)
 	}
 	sim.store.create(ev)
 	sim.eventUID[ev.Spec.DocumentID] = ev.UID
@@ -585,6 +739,7 @@ func (sim *simulation) requestRedelivery(ns string) {
 	}
 	for _, d := range ev.Status.Deliveries {
 		delete(sim.deliveredAt, d.DeliveryID)
+		delete(sim.succeeded, d.DeliveryID)
 	}
 	sim.store.updateSpec(ev, false)
 }
@@ -634,7 +789,7 @@ func (sim *simulation) reconcileDue() {
 		var due []simRequest
 		now := time.Now()
 		for r, at := range sim.queue {
-			if !at.After(now) {
+			if !at.After(now) && sim.mayReconcile(r) {
 				due = append(due, r)
 			}
 		}
@@ -654,6 +809,11 @@ func (sim *simulation) reconcileDue() {
 		}
 	}
 	sim.violation("reconciles keep requeueing at the same instant")
+}
+
+// mayReconcile tells whether a request can run now: none of the endpoint controller's while it is busy.
+func (sim *simulation) mayReconcile(r simRequest) bool {
+	return !sim.endpointsBusy || r.kind != reqEndpoint
 }
 
 func (sim *simulation) reconcile(r simRequest) {
@@ -725,13 +885,19 @@ func (sim *simulation) advance(d time.Duration) {
 		if at, ok := sim.recv.nextFinish(); ok && at.Before(next) {
 			next = at
 		}
-		for _, at := range sim.queue {
-			if at.Before(next) {
+		for r, at := range sim.queue {
+			if at.Before(next) && sim.mayReconcile(r) {
 				next = at
 			}
 		}
+		if at, ok := sim.mgr.timers.next(); ok && at.Before(next) {
+			next = at
+		}
 		if wait := time.Until(next); wait > 0 {
 			time.Sleep(wait)
+		}
+		for sim.mgr.timers.fireDue() {
+			sim.runAttempts()
 		}
 		for sim.recv.completeDue() {
 			sim.runAttempts()
@@ -744,9 +910,12 @@ func (sim *simulation) advance(d time.Duration) {
 	}
 }
 
-// heal removes every fault and pause, then checks that everything finishes within a bound.
+// heal removes every fault and makes only the changes a user would make to what is broken, then
+// checks that everything finishes within a bound. It never touches an endpoint that is fine: a change
+// would wake every event waiting on it and hide a delivery that nothing else would ever wake.
 func (sim *simulation) heal() {
 	sim.store.faults = false
+	sim.endpointLag = 0
 	for name := range sim.recv.modes {
 		sim.recv.setMode(name, modeOK)
 	}
@@ -759,20 +928,31 @@ func (sim *simulation) heal() {
 				sim.rotateSecretTo(ns, secret)
 			}
 			name := fmt.Sprintf("ep-%d", i)
-			ep := sim.endpointByName(ns, name)
-			if ep == nil {
+			current := sim.endpointByName(ns, name)
+			if current == nil {
 				sim.createEndpoint(ns, name)
 				continue
 			}
-			ep = ep.DeepCopy()
+			ep := current.DeepCopy()
 			ep.Spec.Suspend = false
 			if sim.blockedGen[blockedKey(ep.UID, ep.Generation)] {
 				ep.Spec.URL = sim.endpointURL(ep)
 			}
-			sim.store.updateSpec(ep, true)
+			if !reflect.DeepEqual(ep.Spec, current.Spec) {
+				sim.store.updateSpec(ep, true)
+			}
 		}
 		// A fresh event for every namespace sends the probes that close the circuits.
 		sim.createEvent(ns)
+		// A user replaces a Secret in use while the endpoint controller is busy: the events created
+		// meanwhile wait for it, and only the Secret's return can wake them.
+		replaced := map[string]bool{}
+		for i := range simEndpointsPerNS {
+			if ep := sim.endpointByName(ns, fmt.Sprintf("ep-%d", i)); ep != nil && !replaced[ep.Spec.SecretRef.Name] {
+				replaced[ep.Spec.SecretRef.Name] = true
+				sim.replaceSecret(ns, ep.Spec.SecretRef.Name)
+			}
+		}
 	}
 	start := time.Now()
 	for time.Since(start) < simSettleBound && !sim.settled() {
@@ -798,6 +978,7 @@ func (sim *simulation) rotateSecretTo(ns, name string) {
 var legitimateFailures = map[string]bool{
 	webhooksv1alpha1.AttemptsExhaustedReason: true,
 	webhooksv1alpha1.EndpointDeletedReason:   true,
+	webhooksv1alpha1.EventTooLargeReason:     true,
 }
 
 func (sim *simulation) settled() bool {
@@ -874,6 +1055,7 @@ func deliverySummary(ev *webhooksv1alpha1.DocumentEvent) string {
 
 // finish completes what is still in flight so that the bubble can end.
 func (sim *simulation) finish() {
+	sim.checkSpans()
 	sim.mgr.end() // no new attempts
 	sim.incarnation++
 	for sim.recv.completeNext() {
@@ -912,7 +1094,11 @@ type pendingRequest struct {
 	finishAt time.Time
 	result   delivery.Result
 	done     chan delivery.Result
-	onDone   func(delivery.Result)
+	onDone   func()
+	// incarnation is the manager that sent it; uid and namespace its endpoint.
+	incarnation int
+	uid         types.UID
+	namespace   string
 }
 
 func (r *simReceivers) setMode(endpoint string, m receiverMode) {
@@ -950,6 +1136,9 @@ func (r *simReceivers) Send(_ context.Context, req delivery.Request) delivery.Re
 		res.StatusCode, res.Error = 500, "HTTP 500 Internal Server Error"
 	case modeThrottle:
 		res.StatusCode, res.Error = 429, "HTTP 429 Too Many Requests"
+		if sim.rng.IntN(2) == 0 {
+			res.StatusCode, res.Error = 503, "HTTP 503 Service Unavailable"
+		}
 		res.RetryAfter = time.Duration(sim.rng.IntN(30)) * time.Second
 	case modeHang:
 		latency = req.Timeout
@@ -959,10 +1148,20 @@ func (r *simReceivers) Send(_ context.Context, req delivery.Request) delivery.Re
 		res.Blocked, res.Error = true, "destination blocked by the operator's egress policy: simulated"
 	}
 	res.Duration = latency
-	p := &pendingRequest{seq: r.seq, finishAt: start.Add(latency), result: res, done: make(chan delivery.Result, 1)}
+	p := &pendingRequest{seq: r.seq, finishAt: start.Add(latency), result: res, done: make(chan delivery.Result, 1),
+		incarnation: sim.incarnation}
 	r.seq++
-	if ep != nil && !req.Test {
-		p.onDone = sim.circuitResult(ep, res)
+	if ep != nil {
+		p.uid, p.namespace = ep.UID, ep.Namespace
+		learn := []func(){sim.pauseResult(ep, res)}
+		if !req.Test {
+			learn = append(learn, sim.circuitResult(ep, res), sim.successResult(req.ID, res))
+		}
+		p.onDone = func() {
+			for _, f := range learn {
+				f()
+			}
+		}
 	}
 	r.pending = append(r.pending, p)
 	r.mu.Unlock()
@@ -1013,7 +1212,7 @@ func (r *simReceivers) completeNext() bool {
 		time.Sleep(wait)
 	}
 	if p.onDone != nil {
-		p.onDone(p.result)
+		p.onDone()
 	}
 	p.done <- p.result
 	synctest.Wait()
@@ -1040,6 +1239,9 @@ func (sim *simulation) checkAttempt(req delivery.Request) *webhooksv1alpha1.Webh
 	case ep.Spec.Suspend:
 		sim.violation("attempt %s to suspended endpoint %s", req.ID, ep.Name)
 	}
+	sim.checkRate(ep, req.ID)
+	sim.checkPause(ep, req.ID)
+	sim.checkInFlight(ep, req.ID, sim.recv.pending)
 	if secret := sim.store.latest(simKey{"Secret", types.NamespacedName{Namespace: ep.Namespace, Name: ep.Spec.SecretRef.Name}}); secret == nil {
 		sim.violation("attempt %s to endpoint %s whose Secret does not exist", req.ID, ep.Name)
 	} else if want := secret.(*corev1.Secret).Data[ep.GetSecretKey()]; string(req.Secret) != string(want) {
@@ -1063,6 +1265,8 @@ func (sim *simulation) checkAttempt(req delivery.Request) *webhooksv1alpha1.Webh
 		return ep
 	}
 	evUID := sim.eventUID[doc.DocumentID]
+	sim.sentTo[evUID]++
+	sim.checkNotSentAfterSuccess(req.ID, ep)
 	if want := routing.DeliveryID(evUID, ep.UID); req.ID != want {
 		sim.violation("attempt for %s to %s carries id %s, want %s", doc.DocumentID, ep.Name, req.ID, want)
 	}
@@ -1097,11 +1301,11 @@ func (sim *simulation) checkAttempt(req delivery.Request) *webhooksv1alpha1.Webh
 // circuitResult returns what the circuit model learns when the attempt ends.
 // Only what the running manager learns counts: the result of an attempt made by a manager that has
 // since crashed never reaches the new one.
-func (sim *simulation) circuitResult(ep *webhooksv1alpha1.WebhookEndpoint, res delivery.Result) func(delivery.Result) {
+func (sim *simulation) circuitResult(ep *webhooksv1alpha1.WebhookEndpoint, res delivery.Result) func() {
 	uid, gen, threshold := ep.UID, ep.Generation, ep.GetFailureThreshold()
 	wasProbe := sim.circuits[uid] != nil && sim.circuits[uid].open
 	incarnation := sim.incarnation
-	return func(delivery.Result) {
+	return func() {
 		c := sim.circuits[uid]
 		if c == nil || incarnation != sim.incarnation {
 			return
