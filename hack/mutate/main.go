@@ -72,7 +72,7 @@ func main() {
 	list := flag.Bool("list", false, "list the mutants and check that each snippet still occurs exactly once")
 	seeds := flag.Int("seeds", 3, "simulation seeds per mutant")
 	simSteps := flag.Int("steps", 150, "simulation operations per seed")
-	timeout := flag.Duration("timeout", 2*time.Minute,
+	timeout := flag.Duration("timeout", time.Minute,
 		"go test -timeout of each step (the unmutated steps take seconds): a mutant that hangs a test is killed by the timeout")
 	out := flag.String("out", "", "also write the table as markdown to this file")
 	flag.Parse()

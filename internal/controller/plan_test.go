@@ -35,7 +35,7 @@ func TestMoreEndpointsThanAnEventCanRecordFailItWithAClearReason(t *testing.T) {
 			for i := range n {
 				s.endpoints = append(s.endpoints, planEndpoint(fmt.Sprintf("ep-%03d", i), types.UID(fmt.Sprint(i))))
 			}
-			err := (&DocumentEventReconciler{}).ensureTargets(context.Background(), s)
+			err := (&DocumentEventReconciler{shared: newShared(nil, nil, Options{})}).ensureTargets(context.Background(), s)
 			if n <= webhooksv1alpha1.MaxDeliveriesPerEvent {
 				if err != nil || len(s.ev.Status.Deliveries) != n {
 					t.Fatalf("err %v, %d deliveries; want none and %d", err, len(s.ev.Status.Deliveries), n)

@@ -186,6 +186,18 @@ func TestAdmissionUsesTheEndpointAsItIsWhenTheAttemptStarts(t *testing.T) {
 			wantKind: EndpointGone,
 		},
 		{
+			name: "maxAttempts lowered while queued to the attempts made: held as exhausted, nothing sent",
+			change: func(f *fakeEndpoints, ep Endpoint) {
+				f.edit(ep.Key, func(e *Endpoint) { e.MaxAttempts = 2 })
+			},
+			wantKind: Held,
+			check: func(t *testing.T, _ []delivery.Request, out Outcome) {
+				if out.Readiness.Reason != webhooksv1alpha1.AttemptsExhaustedReason {
+					t.Errorf("held for %q, want AttemptsExhausted", out.Readiness.Reason)
+				}
+			},
+		},
+		{
 			name: "URL and key changed while queued: the new ones are used",
 			change: func(f *fakeEndpoints, ep Endpoint) {
 				f.edit(ep.Key, func(e *Endpoint) {
@@ -205,13 +217,15 @@ func TestAdmissionUsesTheEndpointAsItIsWhenTheAttemptStarts(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				ep := endpoint("acme", "ep", "uid-1")
-				ep.MaxInFlight = 1
+				ep.MaxInFlight, ep.MaxAttempts = 1, 5
 				eps := endpointsOf(ep)
 				sender := newFakeSender(time.Second, ok)
 				e := newTestEngine(sender, eps, 8, 8)
 				// The first attempt holds the lane's only slot; the second waits in the queue.
 				e.Submit(attemptFor(ep, "first", "d1"))
-				e.Submit(attemptFor(ep, "second", "d2"))
+				second := attemptFor(ep, "second", "d2")
+				second.Attempts = 2 // two attempts recorded, under maxAttempts 5 when it was submitted
+				e.Submit(second)
 				synctest.Wait()
 				tt.change(eps, ep)
 				time.Sleep(2 * time.Second)
