@@ -2,13 +2,16 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
+	"github.com/1flow/webhook-operator/internal/engine"
 )
 
 // These tests put one fault at the wrong moment, on the simulation's world, and check what the
@@ -103,6 +106,47 @@ func TestOneTestWebhookPerValueWhenTheCacheLagsBehindLastTest(t *testing.T) {
 		}
 		if sim.recv.total != 1 {
 			t.Fatalf("receivers got %d test requests for one annotation value, want 1", sim.recv.total)
+		}
+	})
+}
+
+// An attempt held because its endpoint was suspended when it was to start reports back while the
+// endpoint is resumed: the reconcile that the resume causes records the held outcome, but cannot submit
+// the delivery again before the outcome is acknowledged. Nothing else will change: it must look again
+// by itself.
+func TestAHeldOutcomeRecordedAsItsEndpointResumesIsSentWithoutAnotherChange(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := quietSimulation(t)
+		// One target, so that no other delivery's outcome wakes the event.
+		sim.deleteEndpoint("tenant-0", "ep-1")
+		sim.deleteEndpoint("tenant-0", "ep-2")
+		sim.store.catchUpAll()
+		sim.reconcileDue()
+		sim.createEvent("tenant-0")
+		key := types.NamespacedName{Namespace: "tenant-0", Name: fmt.Sprintf("ev-%d", sim.created)}
+		sim.store.catchUpAll()
+		sim.reconcile(simRequest{reqEvent, key})
+
+		setSuspend := func(suspend bool) {
+			ep := sim.endpointByName("tenant-0", "ep-0").DeepCopy()
+			ep.Spec.Suspend = suspend
+			sim.store.updateSpec(ep, true)
+		}
+		setSuspend(true) // seen by the attempt's lookup, not yet by the cache
+		sim.runAttempts()
+		if outs := sim.mgr.shared.engine.Outcomes(key); len(outs) != 1 || outs[0].Kind != engine.Held {
+			t.Fatalf("outcomes %+v, want one held attempt", outs)
+		}
+		setSuspend(false)
+		sim.store.catchUpAll() // the resume reaches the cache and wakes the event
+		sim.reconcileDue()
+		sim.advance(10 * time.Second)
+		sim.finishAttempts()
+		sim.advance(10 * time.Second)
+
+		ev := sim.store.latest(simKey{"DocumentEvent", key}).(*webhooksv1alpha1.DocumentEvent)
+		if ev.Status.Phase != webhooksv1alpha1.DocumentEventDelivered || sim.recv.total != 1 {
+			t.Fatalf("phase %s after %d requests, want Delivered after 1: %s", ev.Status.Phase, sim.recv.total, deliverySummary(ev))
 		}
 	})
 }
