@@ -486,3 +486,28 @@ func TestSummaryIsConfirmedOnlyAfterItWasWritten(t *testing.T) {
 		}
 	})
 }
+
+func TestADestinationRefusedAtDialTimeIsNotDialledAgainUntilItsURLChanges(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ep := endpoint("acme", "ep", "uid-1")
+		eps := endpointsOf(ep)
+		sender := newFakeSender(time.Second, func(delivery.Request) delivery.Result {
+			return delivery.Result{Blocked: true, Error: "destination blocked: 10.0.0.1 is private"}
+		})
+		e := newTestEngine(sender, eps, 8, 8)
+		if out := sendOne(t, e, ep, "first"); out.Kind != Sent || !out.Result.Blocked {
+			t.Fatalf("first attempt: %+v, want a blocked send", out)
+		}
+		out := sendOne(t, e, ep, "second")
+		if out.Kind != Held || out.Readiness.Reason != webhooksv1alpha1.DestinationBlockedReason || sender.count() != 1 {
+			t.Fatalf("second attempt: %v %q after %d dials, want held as DestinationBlocked without a dial", out.Kind, out.Readiness.Reason, sender.count())
+		}
+		// spec.url changed: a new generation is dialled again.
+		eps.edit(ep.Key, func(e *Endpoint) { e.Generation, e.Request.URL = 2, "https://fixed.example/hook" })
+		ep.Generation = 2
+		sender.setAnswer(ok)
+		if out := sendOne(t, e, ep, "third"); out.Kind != Sent || !out.Result.Success {
+			t.Fatalf("after the URL changed: %+v, want sent", out)
+		}
+	})
+}
