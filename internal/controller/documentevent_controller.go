@@ -408,13 +408,7 @@ func (r *DocumentEventReconciler) eventsWaitingOn(ctx context.Context, obj clien
 // eventsWaitingOnSecret maps a Secret change to the unfinished events of the endpoints that reference it.
 // Events without targets yet are left out: a Secret changes no match.
 func (r *DocumentEventReconciler) eventsWaitingOnSecret(ctx context.Context, secret client.Object) []reconcile.Request {
-	endpoints := &webhooksv1alpha1.WebhookEndpointList{}
-	if err := r.List(ctx, endpoints, client.InNamespace(secret.GetNamespace()),
-		client.MatchingFields{secretRefIndex: secret.GetName()}); err != nil {
-		log.FromContext(ctx).Error(err, "list WebhookEndpoints using Secret", "secret", secret.GetName())
-		return nil
-	}
-	return r.eventsWaitingOnEach(ctx, endpoints)
+	return r.eventsWaitingOnEach(ctx, listEndpointsUsingSecret(ctx, r.Client, secret))
 }
 
 // eventsWaitingInNamespace maps a change of the Namespace's private-egress label to the unfinished events

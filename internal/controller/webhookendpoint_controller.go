@@ -296,13 +296,18 @@ func referencedSecrets(ep *webhooksv1alpha1.WebhookEndpoint) []string {
 }
 
 func (r *WebhookEndpointReconciler) endpointsUsingSecret(ctx context.Context, secret client.Object) []reconcile.Request {
+	return requestsFor(listEndpointsUsingSecret(ctx, r.Client, secret))
+}
+
+// listEndpointsUsingSecret lists, from the cache, the endpoints that reference the Secret. A failed list
+// is logged and lists none: a watch handler has no way to retry.
+func listEndpointsUsingSecret(ctx context.Context, c client.Reader, secret client.Object) *webhooksv1alpha1.WebhookEndpointList {
 	endpoints := &webhooksv1alpha1.WebhookEndpointList{}
-	if err := r.List(ctx, endpoints, client.InNamespace(secret.GetNamespace()),
+	if err := c.List(ctx, endpoints, client.InNamespace(secret.GetNamespace()),
 		client.MatchingFields{secretRefIndex: secret.GetName()}); err != nil {
 		log.FromContext(ctx).Error(err, "list WebhookEndpoints using Secret", "secret", secret.GetName())
-		return nil
 	}
-	return requestsFor(endpoints)
+	return endpoints
 }
 
 func requestsFor(endpoints *webhooksv1alpha1.WebhookEndpointList) []reconcile.Request {
