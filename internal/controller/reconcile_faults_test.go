@@ -7,6 +7,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -147,6 +148,32 @@ func TestAHeldOutcomeRecordedAsItsEndpointResumesIsSentWithoutAnotherChange(t *t
 		ev := sim.store.latest(simKey{"DocumentEvent", key}).(*webhooksv1alpha1.DocumentEvent)
 		if ev.Status.Phase != webhooksv1alpha1.DocumentEventDelivered || sim.recv.total != 1 {
 			t.Fatalf("phase %s after %d requests, want Delivered after 1: %s", ev.Status.Phase, sim.recv.total, deliverySummary(ev))
+		}
+	})
+}
+
+// A receiver answers 503 with Retry-After to an attempt that finishes while the manager shuts down
+// gracefully: the controllers have stopped, so the pause is written to the endpoint's status by the
+// shutdown itself, and the next leader honours it.
+func TestARetryAfterPauseLearntDuringShutdownIsWrittenBeforeTheManagerExits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := quietSimulation(t)
+		sim.recv.setMode("ep-0", modeThrottle)
+		sim.recv.retryAfter = time.Minute
+		sim.createEvent("tenant-0")
+		key := types.NamespacedName{Namespace: "tenant-0", Name: fmt.Sprintf("ev-%d", sim.created)}
+		sim.store.catchUpAll()
+		sim.reconcile(simRequest{reqEvent, key})
+		sim.runAttempts()
+		start := time.Now()
+
+		sim.gracefulRestart() // the attempts in flight finish while the manager stops
+
+		ep := sim.endpointByName("tenant-0", "ep-0")
+		// The pause is capped by spec.retry.maxInterval.
+		want := start.Add(min(time.Minute, ep.GetMaxInterval()))
+		if until := ep.Status.RetryAfterUntil; until == nil || until.Before(&metav1.Time{Time: want}) {
+			t.Fatalf("status.retryAfterUntil %v after the shutdown, want at least %s", until, want)
 		}
 	})
 }

@@ -64,8 +64,10 @@ type Shared struct {
 	engine              *engine.Engine
 	// cached reads the manager cache for the backlog and cache metrics.
 	cached client.Reader
-	// recordOnShutdown records the outcomes that finished while the manager was stopping.
-	recordOnShutdown func(ctx context.Context, events []types.NamespacedName)
+	// recordOnShutdown records the outcomes that finished while the manager was stopping, and
+	// recordSummariesOnShutdown the endpoint summaries (Retry-After pauses, failure counts) they changed.
+	recordOnShutdown          func(ctx context.Context, events []types.NamespacedName)
+	recordSummariesOnShutdown func(ctx context.Context, endpoints []types.NamespacedName)
 	deliveryLog      *deliveryLog
 	scope            WatchScope
 	traces           *tracing.Recorder
@@ -140,10 +142,13 @@ func (s *Shared) Start(ctx context.Context) error {
 	s.leaderSince()
 	<-ctx.Done()
 	events := s.engine.Stop()
+	recordCtx, cancel := context.WithTimeout(context.Background(), shutdownRecordTimeout)
+	defer cancel()
 	if len(events) > 0 && s.recordOnShutdown != nil {
-		recordCtx, cancel := context.WithTimeout(context.Background(), shutdownRecordTimeout)
-		defer cancel()
 		s.recordOnShutdown(recordCtx, events)
+	}
+	if endpoints := s.engine.UnwrittenSummaries(); len(endpoints) > 0 && s.recordSummariesOnShutdown != nil {
+		s.recordSummariesOnShutdown(recordCtx, endpoints)
 	}
 	return nil
 }

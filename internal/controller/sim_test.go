@@ -274,8 +274,9 @@ func (sim *simulation) start() {
 				sim.enqueue(reqFinished, key, after)
 			}
 		}}
-	mgr.endpoints = &WebhookEndpointReconciler{Client: cached, Recorder: &events.FakeRecorder{}, shared: mgr.shared}
+	mgr.endpoints = &WebhookEndpointReconciler{Client: cached, APIReader: live, Recorder: &events.FakeRecorder{}, shared: mgr.shared}
 	mgr.shared.recordOnShutdown = mgr.events.recordOnShutdown
+	mgr.shared.recordSummariesOnShutdown = mgr.endpoints.recordSummariesOnShutdown
 	sim.mgr = mgr
 
 	clear(sim.queue)
@@ -1081,8 +1082,10 @@ const (
 // simReceivers is the Sender of the simulation: every request is checked against the invariants when
 // it starts, and it ends at a simulated time that the simulation's loop reaches.
 type simReceivers struct {
-	sim     *simulation
-	mu      sync.Mutex
+	sim *simulation
+	// retryAfter, when set, is the Retry-After of every throttled answer (otherwise random).
+	retryAfter time.Duration
+	mu         sync.Mutex
 	modes   map[string]receiverMode // by endpoint name
 	pending []*pendingRequest
 	seq     int
@@ -1140,6 +1143,9 @@ func (r *simReceivers) Send(_ context.Context, req delivery.Request) delivery.Re
 			res.StatusCode, res.Error = 503, "HTTP 503 Service Unavailable"
 		}
 		res.RetryAfter = time.Duration(sim.rng.IntN(30)) * time.Second
+		if r.retryAfter > 0 {
+			res.RetryAfter = r.retryAfter
+		}
 	case modeHang:
 		latency = req.Timeout
 		res.Error = fmt.Sprintf("timeout: no response within %s", req.Timeout)

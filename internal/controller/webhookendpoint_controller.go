@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -33,7 +34,9 @@ import (
 // runs test webhooks.
 type WebhookEndpointReconciler struct {
 	client.Client
-	Recorder recorder.EventRecorder
+	// APIReader reads endpoints uncached when their summaries are written during shutdown.
+	APIReader client.Reader
+	Recorder  recorder.EventRecorder
 
 	shared *Shared
 }
@@ -122,16 +125,7 @@ func (r *WebhookEndpointReconciler) reconcile(ctx context.Context, s *endpointSc
 	ep.Status.URL = redact.URL(ep.Spec.URL)
 	var requeue ctrl.Result
 	if summary, due, wait := r.shared.engine.SummaryDue(ep.UID, r.shared.statusFlushInterval); due {
-		if summary.Last != nil {
-			ep.Status.LastDelivery = summary.Last
-		}
-		ep.Status.ConsecutiveFailures = summary.Failures
-		if !summary.RetryAfterUntil.IsZero() {
-			// Rounded up to the second that metav1.Time keeps: a pause read back after a restart never
-			// ends before the receiver asked.
-			until := metav1.NewTime(ceilToSecond(summary.RetryAfterUntil))
-			ep.Status.RetryAfterUntil = &until
-		}
+		applySummary(ep, summary)
 		s.summary = &summary
 	} else {
 		requeue.RequeueAfter = wait
@@ -151,6 +145,47 @@ func (r *WebhookEndpointReconciler) reconcile(ctx context.Context, s *endpointSc
 	}
 	r.setReadiness(s, newlineNote)
 	return requeue, nil
+}
+
+// applySummary copies the engine's delivery summary into the status.
+func applySummary(ep *webhooksv1alpha1.WebhookEndpoint, summary engine.Summary) {
+	if summary.Last != nil {
+		ep.Status.LastDelivery = summary.Last
+	}
+	ep.Status.ConsecutiveFailures = summary.Failures
+	if !summary.RetryAfterUntil.IsZero() {
+		// Rounded up to the second that metav1.Time keeps: a pause read back after a restart never ends
+		// before the receiver asked.
+		until := metav1.NewTime(ceilToSecond(summary.RetryAfterUntil))
+		ep.Status.RetryAfterUntil = &until
+	}
+}
+
+// recordSummariesOnShutdown writes the summaries that changed while the manager was stopping, reading
+// each endpoint straight from the API server since the cache may have stopped: above all a receiver's
+// Retry-After pause, which the next leader must honour.
+func (r *WebhookEndpointReconciler) recordSummariesOnShutdown(ctx context.Context, endpoints []types.NamespacedName) {
+	logger := log.FromContext(ctx).WithName("shutdown")
+	for _, key := range endpoints {
+		ep := &webhooksv1alpha1.WebhookEndpoint{}
+		if err := r.APIReader.Get(ctx, key, ep); err != nil {
+			if !apierrors.IsNotFound(err) {
+				logger.Error(err, "read WebhookEndpoint to record its delivery summary at shutdown", "endpoint", key)
+			}
+			continue
+		}
+		summary, due, _ := r.shared.engine.SummaryDue(ep.UID, 0)
+		if !due {
+			continue
+		}
+		patch := client.MergeFromWithOptions(ep.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		applySummary(ep, summary)
+		if err := r.Status().Patch(ctx, ep, patch); err != nil {
+			logger.Error(err, "record delivery summary at shutdown", "endpoint", key)
+			continue
+		}
+		r.shared.engine.Flushed(ep.UID, summary)
+	}
 }
 
 // setReadiness writes the Ready, Stalled and Reconciling conditions and queues their Events.
@@ -226,6 +261,10 @@ func (r *WebhookEndpointReconciler) SetupWithManager(mgr ctrl.Manager, shared *S
 	if r.Recorder == nil {
 		r.Recorder = mgr.GetEventRecorder("webhook-operator")
 	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
+	shared.recordSummariesOnShutdown = r.recordSummariesOnShutdown
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &webhooksv1alpha1.WebhookEndpoint{},
 		secretRefIndex, func(obj client.Object) []string {
 			ep, ok := obj.(*webhooksv1alpha1.WebhookEndpoint)

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -294,6 +295,22 @@ func (e *Engine) SummaryWritten(uid types.UID) (failures int32, written, ok bool
 		return 0, false, false
 	}
 	return h.failures, h.version == h.flushed, true
+}
+
+// UnwrittenSummaries returns the endpoints whose summary changed since it was last written, sorted: at
+// shutdown, a Retry-After pause learnt from an attempt that finished while the controllers were stopping
+// is written by the manager that learnt it, or lost.
+func (e *Engine) UnwrittenSummaries() []types.NamespacedName {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var keys []types.NamespacedName
+	for key, uid := range e.uidOf {
+		if h, ok := e.health[uid]; ok && h.version != h.flushed {
+			keys = append(keys, key)
+		}
+	}
+	slices.SortFunc(keys, compareKeys)
+	return keys
 }
 
 // Flushed confirms that the summary was written to the status.
