@@ -68,9 +68,9 @@ type Shared struct {
 	// recordSummariesOnShutdown the endpoint summaries (Retry-After pauses, failure counts) they changed.
 	recordOnShutdown          func(ctx context.Context, events []types.NamespacedName)
 	recordSummariesOnShutdown func(ctx context.Context, endpoints []types.NamespacedName)
-	deliveryLog      *deliveryLog
-	scope            WatchScope
-	traces           *tracing.Recorder
+	deliveryLog               *deliveryLog
+	scope                     WatchScope
+	traces                    *tracing.Recorder
 	// leader is when this process became leader (or, without leader election, started delivering).
 	leader     sync.Once
 	leaderTime time.Time

@@ -1086,10 +1086,10 @@ type simReceivers struct {
 	// retryAfter, when set, is the Retry-After of every throttled answer (otherwise random).
 	retryAfter time.Duration
 	mu         sync.Mutex
-	modes   map[string]receiverMode // by endpoint name
-	pending []*pendingRequest
-	seq     int
-	total   int
+	modes      map[string]receiverMode // by endpoint name
+	pending    []*pendingRequest
+	seq        int
+	total      int
 }
 
 type pendingRequest struct {
