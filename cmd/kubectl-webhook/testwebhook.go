@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	webhooksv1alpha1 "github.com/1flow/webhook-operator/api/v1alpha1"
+	"github.com/1flow/webhook-operator/internal/delivery"
 	"github.com/1flow/webhook-operator/internal/webhookops"
 )
 
@@ -150,7 +151,8 @@ func printTestResult(w io.Writer, name string, r *webhooksv1alpha1.TestResult) e
 	lines := fmt.Sprintf("webhookendpoint/%s: test webhook %s\n  status code: %s\n  duration:    %s\n  success:     %t\n",
 		name, verdict, code, webhookops.RecordedDuration(r.Duration), r.Success)
 	if r.Error != "" {
-		lines += "  error:       " + r.Error + "\n"
+		// The receiver's words: never raw to the terminal, whatever wrote the status.
+		lines += "  error:       " + delivery.Printable(r.Error) + "\n"
 	}
 	_, err := io.WriteString(w, lines)
 	return err

@@ -144,3 +144,21 @@ func TestTestWaitTimeout(t *testing.T) {
 	}
 	mustFail(t, kubectlWebhook(t, "", "test", "orders", "-n", ns, "--wait", "--timeout", "0s"), "--timeout must be positive")
 }
+
+// A status written by an older operator (or by anyone who may write it) can carry a receiver's control
+// characters: the plugin prints them as spaces, never raw to the terminal.
+func TestTestResultNeverPrintsControlCharactersRaw(t *testing.T) {
+	var out strings.Builder
+	result := &webhooksv1alpha1.TestResult{StatusCode: 500, Error: "HTTP 500: a\x1b[2Jb\u009b31mc\u202ed\u2066e"}
+	if err := printTestResult(&out, "ep", result); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range out.String() {
+		if (r < 0x20 && r != '\n') || (r >= 0x7f && r <= 0x9f) || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) {
+			t.Fatalf("printed %U raw: %q", r, out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "error:       HTTP 500: a [2Jb 31mc d e") {
+		t.Fatalf("the error is not shown: %q", out.String())
+	}
+}

@@ -3,6 +3,9 @@ package controller
 import (
 	"crypto/x509"
 	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +26,20 @@ func certPEM(cert *x509.Certificate) []byte {
 var _ = Describe("Security", func() {
 	var ns string
 	BeforeEach(func() { ns = newNamespace() })
+
+	It("stores a receiver's answer without control characters or bidi overrides", func() {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, "bad\x1b[2J\u009b31mrequest\u202e evil\u2066x\u2069")
+		}))
+		DeferCleanup(srv.Close)
+		newEndpoint(ns, "hostile", srv.URL, func(ep *webhooksv1alpha1.WebhookEndpoint) { ep.Spec.Retry = fastRetry(1) })
+		ev := newEvent(ns, "hostile-answer")
+
+		Eventually(getEvent(ev)).Should(havePhase(webhooksv1alpha1.DocumentEventFailed))
+		lastError := getEvent(ev)(Default).Status.Deliveries[0].LastError
+		Expect(lastError).To(Equal("HTTP 400 Bad Request: bad [2J 31mrequest  evil x"))
+	})
 
 	It("never reads or signs with a Secret from another namespace", func() {
 		other := newNamespace()

@@ -3,6 +3,7 @@ package delivery
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -30,4 +31,18 @@ func FormatDuration(d time.Duration) string {
 		return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + "s"
 	}
 	return d.Round(time.Second).String()
+}
+
+// Printable makes text that a receiver controls safe to store in a status and to print on a terminal or
+// a page: valid UTF-8 ("?" for invalid bytes), with C0 and C1 control characters (terminals act on
+// them: U+009B starts an escape sequence) and the bidirectional embeddings, overrides and isolates
+// (U+202A-U+202E, U+2066-U+2069, which reorder what is shown) replaced by spaces.
+func Printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r < 0x20, r >= 0x7f && r <= 0x9f, r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?"))
 }

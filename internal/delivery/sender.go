@@ -275,7 +275,8 @@ func (s *Sender) Send(ctx context.Context, r Request) Result {
 	res := Result{Start: start}
 	finish := func() Result {
 		res.Duration = s.now().Sub(start)
-		res.Error = Truncate(res.Error, MaxErrorLength)
+		// Receivers control much of it (the body excerpt, names in their certificates).
+		res.Error = Truncate(Printable(res.Error), MaxErrorLength)
 		return res
 	}
 
@@ -397,16 +398,9 @@ func redactURL(raw string) string {
 	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
 }
 
-// printable keeps a body excerpt readable in status: valid UTF-8, control characters as spaces.
+// printable keeps a body excerpt readable in status (Printable), trimmed.
 func printable(b []byte) string {
-	s := strings.ToValidUTF8(string(b), "?")
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-	return strings.TrimSpace(s)
+	return strings.TrimSpace(Printable(string(b)))
 }
 
 // Truncate shortens s to at most n bytes on a rune boundary, marking the cut with "...", so that a

@@ -364,6 +364,17 @@ func TestSendErrorBodyExcerpt(t *testing.T) {
 			},
 		},
 		{
+			// C1 controls act on terminals that honour them (U+009B is CSI), and bidi overrides and
+			// isolates reorder what a terminal or a page shows.
+			name: "C1 controls and bidi overrides replaced", status: 400,
+			body: "a\u0085b\u009b31mc\u202ed\u202ae\u2066f\u2069g\u2067h\u2068i",
+			check: func(t *testing.T, e string) {
+				if want := "HTTP 400 Bad Request: a b 31mc d e f g h i"; e != want {
+					t.Errorf("Error = %q, want %q", e, want)
+				}
+			},
+		},
+		{
 			name: "invalid UTF-8 replaced", status: 400, body: "bad\xff\xfebytes",
 			check: func(t *testing.T, e string) {
 				if want := "HTTP 400 Bad Request: bad?bytes"; e != want {
