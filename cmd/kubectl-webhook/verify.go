@@ -40,6 +40,11 @@ type verifyOptions struct {
 	knownScheme   bool
 }
 
+// writeSecretFile is the command the help and the errors give to write the signing secret to a file. The
+// umask in its subshell makes the file readable by its owner alone: under the usual umask (022) a plain
+// redirection would let every user of the machine read the secret.
+const writeSecretFile = `(umask 077; kubectl get secret NAME -o jsonpath='{.data.signingSecret}' | base64 -d > secret.txt)`
+
 func newVerifyCommand(o *options) *cobra.Command {
 	vo := &verifyOptions{options: o}
 	cmd := &cobra.Command{
@@ -56,9 +61,12 @@ Schemes:
 
 The secret file holds the signing secret exactly as stored in the Secret (for standard-webhooks usually
 whsec_...): the operator signs with the Secret's bytes as they are, a trailing newline included, and so
-does verify. kubectl get secret NAME -o jsonpath='{.data.signingSecret}' | base64 -d > secret.txt writes
-them. --trim-newline drops one trailing newline, for a file written with echo from a Secret without one.
-The secret is never printed.
+does verify. This writes them, readable by you alone:
+
+  ` + writeSecretFile + `
+
+--trim-newline drops one trailing newline, for a file written with echo from a Secret without one. The
+secret is never printed.
 
 Prints "signature valid" and exits 0, or "signature INVALID: <reason>" and exits 1. Indented lines after it
 point at a likely cause: whitespace at the end of the secret file (also after a valid signature, since
@@ -129,8 +137,7 @@ func (vo *verifyOptions) Run(context.Context) error {
 		secret = trimNewline(file)
 	}
 	if len(secret) == 0 {
-		return fmt.Errorf("--secret-file %s is empty: write the Secret's value into it "+
-			"(kubectl get secret NAME -o jsonpath='{.data.signingSecret}' | base64 -d > FILE)", vo.secretFile)
+		return fmt.Errorf("--secret-file %s is empty: write the Secret's value into it (%s)", vo.secretFile, writeSecretFile)
 	}
 	body, err := io.ReadAll(vo.streams.In)
 	if err != nil {

@@ -6,7 +6,9 @@ import (
 	"encoding/base64"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -358,4 +360,46 @@ func TestVerifyErrors(t *testing.T) {
 		"is empty")
 	mustFail(t, kubectlWebhook(t, "", "verify", "--secret-file", file, "--timestamp", "yesterday", "--signature", "x"),
 		"signature INVALID: timestamp is not a decimal number")
+}
+
+// The command the help gives to write the signing secret to a file writes it for its owner alone, even
+// under the usual umask.
+func TestTheSecretFileHintWritesTheSecretForItsOwnerAlone(t *testing.T) {
+	dir := t.TempDir()
+	fakeKubectl := filepath.Join(dir, "kubectl")
+	// Stands in for kubectl get secret: prints the base64 of the value, as the jsonpath does.
+	if err := os.WriteFile(fakeKubectl, []byte("#!/bin/sh\nprintf '%s' czNjcmV0Cg==\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "-c", "umask 022; "+writeSecretFile)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PATH="+dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v: %s", writeSecretFile, err, out)
+	}
+	info, err := os.Stat(filepath.Join(dir, "secret.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode := info.Mode().Perm(); mode != 0o600 {
+		t.Errorf("secret.txt has mode %v, want -rw------- (readable by its owner alone)", mode)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, "secret.txt")); string(data) != "s3cret\n" {
+		t.Errorf("secret.txt holds %q, want the Secret's bytes", data)
+	}
+	// The help, the plugin's README and the user guide give this form, never a plain redirection.
+	if help := kubectlWebhook(t, "", "verify", "--help"); !strings.Contains(help.stdout, writeSecretFile) {
+		t.Errorf("verify --help does not give %s:\n%s", writeSecretFile, help.stdout)
+	}
+	for _, doc := range []string{"README.md", "../../docs/user-guide.md"} {
+		text, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, hint := range regexp.MustCompile(`[^|]*\|\s*base64 -d\s*>\s*secret\.txt`).FindAllString(string(text), -1) {
+			if !strings.Contains(hint, "umask 077") {
+				t.Errorf("%s writes the secret world-readable: %s", doc, hint)
+			}
+		}
+	}
 }
