@@ -333,3 +333,40 @@ func TestOtherNamespacesAreOutsideTheConsole(t *testing.T) {
 	expectStatus(t, w, http.StatusNotFound)
 	expectBody(t, w, "outside this console")
 }
+
+// A script may send the CSRF token in the X-Console-CSRF header instead of the form: the form is read all
+// the same, so Redeliver failed keeps to its filter. Bodies are small urlencoded forms: anything larger,
+// or multipart, is refused before it is read.
+func TestAFormIsReadWhateverCarriesTheCSRFTokenAndBodiesAreBounded(t *testing.T) {
+	ns := newNamespace(t)
+	failed := func(ev *webhooksv1alpha1.DocumentEvent) {
+		ev.Status.Phase = webhooksv1alpha1.DocumentEventFailed
+		ev.Status.Deliveries = []webhooksv1alpha1.EndpointDelivery{failedDelivery("orders", "d-"+ev.Name, "HTTP 500")}
+	}
+	createEvent(t, ns, "invoice-failed", func(ev *webhooksv1alpha1.DocumentEvent) { ev.Spec.DocumentStatus.DocType = ptr.To("INVOICE") }, failed)
+	createEvent(t, ns, "receipt-failed", func(ev *webhooksv1alpha1.DocumentEvent) { ev.Spec.DocumentStatus.DocType = ptr.To("RECEIPT") }, failed)
+	s := newConsole(t, ns, nil)
+	fromScript := func(r *http.Request) {
+		r.Header.Set(CSRFHeader, s.csrf)
+		r.Header.Set("Origin", "http://"+consoleHost)
+		r.Header.Set("Sec-Fetch-Site", "same-origin")
+	}
+
+	w := request(t, s, http.MethodPost, "/events/redeliver-failed", url.Values{"docType": {"NOTHING-MATCHES"}}, true, fromScript)
+	expectStatus(t, w, http.StatusSeeOther)
+	list := &webhooksv1alpha1.DocumentEventList{}
+	if err := cluster.Client.List(context.Background(), list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range list.Items {
+		if ev.Annotations[webhooksv1alpha1.RedeliverRequestedAtAnnotation] != "" {
+			t.Errorf("%s redelivered by a filter that matches nothing", ev.Name)
+		}
+	}
+
+	big := url.Values{"docType": {strings.Repeat("x", 1<<20)}}
+	expectStatus(t, request(t, s, http.MethodPost, "/events/redeliver-failed", big, true, fromScript), http.StatusRequestEntityTooLarge)
+	multipart := request(t, s, http.MethodPost, "/events/redeliver-failed", url.Values{"docType": {"INVOICE"}}, true, fromScript,
+		func(r *http.Request) { r.Header.Set("Content-Type", "multipart/form-data; boundary=x") })
+	expectStatus(t, multipart, http.StatusUnsupportedMediaType)
+}

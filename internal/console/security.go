@@ -4,6 +4,9 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
+	"fmt"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -84,6 +87,10 @@ func (s *Server) secure(next http.Handler) http.Handler {
 			return
 		}
 		if r.Method == http.MethodPost {
+			if status, reason := readForm(w, r); status != 0 {
+				http.Error(w, "Refused: "+reason, status)
+				return
+			}
 			if reason := s.refuseCSRF(r); reason != "" {
 				http.Error(w, "Refused: "+reason+". Reload the page and try again.", http.StatusForbidden)
 				return
@@ -114,6 +121,30 @@ func (s *Server) allowedHost(host string) bool {
 		}
 	}
 	return false
+}
+
+// maxFormBytes bounds a POST's body: the console's forms post a few short fields.
+const maxFormBytes = 64 << 10
+
+// readForm reads a POST's urlencoded form before anything looks at it, whatever carries the CSRF token,
+// so that a handler never acts on an empty form that was only left unread (Redeliver failed with no
+// filter would take every Failed event). It refuses, with the status to answer, a body over maxFormBytes
+// and any other kind of body, multipart above all, before reading it.
+func readForm(w http.ResponseWriter, r *http.Request) (status int, reason string) {
+	if r.ContentLength != 0 {
+		if mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mediaType != "application/x-www-form-urlencoded" {
+			return http.StatusUnsupportedMediaType, "the console accepts only urlencoded forms"
+		}
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return http.StatusRequestEntityTooLarge, fmt.Sprintf("the form is over %d bytes", maxFormBytes)
+		}
+		return http.StatusBadRequest, "the form cannot be read: " + err.Error()
+	}
+	return 0, ""
 }
 
 // refuseCSRF returns why a POST is refused, or "" when it carries the CSRF token and comes from the
