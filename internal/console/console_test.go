@@ -341,7 +341,7 @@ func TestAFormIsReadWhateverCarriesTheCSRFTokenAndBodiesAreBounded(t *testing.T)
 	ns := newNamespace(t)
 	failed := func(ev *webhooksv1alpha1.DocumentEvent) {
 		ev.Status.Phase = webhooksv1alpha1.DocumentEventFailed
-		ev.Status.Deliveries = []webhooksv1alpha1.EndpointDelivery{failedDelivery("orders", "d-"+ev.Name, "HTTP 500")}
+		ev.Status.Deliveries = []webhooksv1alpha1.EndpointDelivery{failedDelivery("billing", "d-"+ev.Name, "HTTP 500")}
 	}
 	createEvent(t, ns, "invoice-failed", func(ev *webhooksv1alpha1.DocumentEvent) { ev.Spec.DocumentStatus.DocType = ptr.To("INVOICE") }, failed)
 	createEvent(t, ns, "receipt-failed", func(ev *webhooksv1alpha1.DocumentEvent) { ev.Spec.DocumentStatus.DocType = ptr.To("RECEIPT") }, failed)
