@@ -370,3 +370,31 @@ func TestAFormIsReadWhateverCarriesTheCSRFTokenAndBodiesAreBounded(t *testing.T)
 		func(r *http.Request) { r.Header.Set("Content-Type", "multipart/form-data; boundary=x") })
 	expectStatus(t, multipart, http.StatusUnsupportedMediaType)
 }
+
+// A notice shows only what the console computed: a count in the link it redirected to. Another page's
+// link with words of its own in that place shows no notice at all.
+func TestNoticesShowOnlyWhatTheConsoleComputed(t *testing.T) {
+	s := newConsole(t, newNamespace(t), nil)
+	expectBody(t, get(t, s, "/events?redelivered=3"), "requested for 3 events")
+	for _, forged := range []string{"all your events. Call +1 555 0100 to confirm", "-2", "3x"} {
+		w := get(t, s, "/events?redelivered="+url.QueryEscape(forged))
+		expectStatus(t, w, http.StatusOK)
+		if strings.Contains(w.Body.String(), "Redelivery of the failed deliveries requested") {
+			t.Errorf("redelivered=%q shows a notice:\n%s", forged, w.Body.String())
+		}
+	}
+}
+
+// The token exchange redirects to the console's own page: a path that starts with two slashes (or a
+// slash and a backslash) would otherwise name another host to the browser.
+func TestTheTokenExchangeRedirectsOnlyToTheConsolesOwnPaths(t *testing.T) {
+	s := newConsole(t, newNamespace(t), nil)
+	for _, path := range []string{"//evil.example/x", "/\\evil.example/x", "///evil.example"} {
+		w := request(t, s, http.MethodGet, path+"?"+TokenParam+"="+s.token, nil, false)
+		expectStatus(t, w, http.StatusSeeOther)
+		location := w.Header().Get("Location")
+		if !strings.HasPrefix(location, "/") || strings.HasPrefix(location, "//") || strings.HasPrefix(location, "/\\") {
+			t.Errorf("%s: redirected to %q, another host for a browser", path, location)
+		}
+	}
+}

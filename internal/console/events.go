@@ -174,9 +174,11 @@ func (s *Server) eventsPage(w http.ResponseWriter, r *http.Request) {
 		s.render(w, http.StatusBadRequest, eventsTemplate, withProblem(l, apiProblem{message: err.Error()}))
 		return
 	}
-	if n := r.URL.Query().Get("redelivered"); n != "" {
+	// Only a count the console itself put in the link it redirected to: any other text there is another
+	// page's words, which a notice must not repeat.
+	if n, err := strconv.Atoi(r.URL.Query().Get("redelivered")); err == nil && n >= 0 {
 		l.Notices = append(l.Notices, "Redelivery of the failed deliveries requested for "+
-			countText(n, "event")+"; the operator sends them again, under the same X-Webhook-Id.")
+			delivery.Count(n, "event")+"; the operator sends them again, under the same X-Webhook-Id.")
 	}
 	if f.Phase == "" || f.Phase == string(webhooksv1alpha1.DocumentEventFailed) {
 		content.RedeliverFailedLink = "/events/redeliver-failed"
@@ -202,15 +204,6 @@ func (s *Server) eventsPage(w http.ResponseWriter, r *http.Request) {
 		content.Rows = append(content.Rows, rowOf(&events[i], now))
 	}
 	s.render(w, http.StatusOK, eventsTemplate, l)
-}
-
-// countText shows a count received in a query ("3") as "3 events"; anything but a number shows as is.
-func countText(n, noun string) string {
-	count, err := strconv.Atoi(n)
-	if err != nil {
-		return n + " " + noun + "s"
-	}
-	return delivery.Count(count, noun)
 }
 
 func rowOf(ev *webhooksv1alpha1.DocumentEvent, now time.Time) eventRow {

@@ -77,7 +77,9 @@ func (s *Server) secure(next http.Handler) http.Handler {
 			})
 			query := r.URL.Query()
 			query.Del(TokenParam)
-			target := url.URL{Path: r.URL.Path, RawQuery: query.Encode()}
+			// Only to the console's own paths: "//host/..." (or "/\\host/...") would name another host to
+			// the browser.
+			target := url.URL{Path: "/" + strings.TrimLeft(r.URL.Path, "/\\"), RawQuery: query.Encode()}
 			http.Redirect(w, r, target.String(), http.StatusSeeOther)
 			return
 		}
