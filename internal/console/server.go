@@ -109,11 +109,19 @@ func (s *Server) URL() string {
 // ServeHTTP answers one request, with the access rules applied.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
+// connectionTimeouts bound what one connection may hold: reading a request (a form is a few fields),
+// writing a page (the events page reads up to a few thousand events from the API server), and staying
+// open idle between requests, so that connections left open cannot pile up.
+var connectionTimeouts = struct{ read, write, idle time.Duration }{read: 30 * time.Second, write: time.Minute, idle: time.Minute}
+
 // Serve answers requests on the listener until ctx ends, then stops within a few seconds.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	srv := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       connectionTimeouts.read,
+		WriteTimeout:      connectionTimeouts.write,
+		IdleTimeout:       connectionTimeouts.idle,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	done := make(chan error, 1)
