@@ -28,7 +28,9 @@ func TestIdleAndSlowConnectionsAreClosed(t *testing.T) {
 	go func() { served <- s.Serve(ctx, l) }()
 	t.Cleanup(func() {
 		cancel()
-		<-served
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
 	})
 
 	closedByServer := func(conn net.Conn, what string) {
