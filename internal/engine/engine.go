@@ -132,8 +132,9 @@ type Outcome struct {
 type Config struct {
 	Sender    Sender
 	Endpoints Endpoints
-	// Now is the time source. The waits for a rate limit are timed with the runtime's timers, so it
-	// must be the runtime's clock: time.Now, also inside a synctest bubble.
+	// Now is the time source. The waits for a rate limit or a Retry-After pause are timed with
+	// AfterFunc, so it must be AfterFunc's clock: time.Now with the default, also inside a synctest
+	// bubble.
 	Now func() time.Time
 	// MaxInFlight bounds the attempts in flight across all endpoints.
 	MaxInFlight int
@@ -582,11 +583,7 @@ func (e *Engine) Stop() []types.NamespacedName {
 	e.stopping = true
 	for _, l := range e.lanes {
 		for _, a := range l.queue {
-			if a.testValue != "" {
-				delete(e.tests, l.uid)
-			} else {
-				delete(e.busy, a.DeliveryID)
-			}
+			e.dropLocked(l.uid, a)
 		}
 		l.queue = nil
 	}
